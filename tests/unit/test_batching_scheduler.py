@@ -35,6 +35,23 @@ def test_a_lone_request_does_not_wait_for_the_timeout_when_a_thread_is_idle() ->
     run(test)
 
 
+def test_a_lone_request_runs_in_its_caller_and_a_burst_is_batched() -> None:
+    async def test() -> None:
+        fake = FakeServable()
+        scheduler = BatchScheduler(1)
+        servable = batching(fake, scheduler)
+        assert (await call(servable, row(1)))["y"].tolist() == [[2, 2]]
+        assert (await call(servable, row(2)))["y"].tolist() == [[4, 4]]
+        # Ten requests arriving in the same loop turn (as under load): the first finds the
+        # thread idle and runs at once, the other nine wait for it and run as one batch.
+        burst = await asyncio.gather(*(call(servable, row(i)) for i in range(10)))
+        assert [r["y"][0, 0] for r in burst] == [2.0 * i for i in range(10)]
+        assert [len(b) for b in fake.batches] == [1, 1, 1, 9]
+        assert scheduler.stats().batches_run == 4 and scheduler.stats().running_batches == 0
+
+    run(test)
+
+
 def test_tf_timing_waits_until_the_batch_is_full() -> None:
     async def test() -> None:
         fake = FakeServable()

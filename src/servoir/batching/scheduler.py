@@ -13,7 +13,8 @@ Dispatch is event driven. A worker that finishes a batch takes the next one itse
 request, or a batch timeout, wakes one idle worker, which chooses its batch when it runs,
 on the next loop turn: that costs microseconds and lets every request that arrived in the
 same turn (the front end parses many sockets per turn) join the same batch. Which batch
-runs is decided by `policy.choose`.
+runs is decided by `policy.choose`. A lone request (a thread idle, nothing queued, no other
+request in this turn) skips all that: `lend` lets it run in its caller at once.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class BatchScheduler:
         self._idle: deque[asyncio.Future[bool]] = deque()  # one per idle worker; False: stop
         self._loop: asyncio.AbstractEventLoop | None = None
         self._floor = 0.0  # a timer fired for this time: treat the clock as at least there
+        self._lent: list[asyncio.Future[bool]] = []  # idle workers' slots lent to callers
+        self._turn_busy = False  # a request already arrived in this loop turn
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._stopped = False
@@ -120,6 +123,39 @@ class BatchScheduler:
         # Busy workers pick the batch up when they finish; only an idle one needs waking.
         self._wake()
         return admitted
+
+    def lend(self) -> bool:
+        """May a request run at once, alone, in its caller, as if batching were off?
+
+        Only when waiting cannot help: a batch thread is idle, nothing is queued anywhere,
+        and no other request arrived in this loop turn (requests that arrive together, as
+        under load, are batched as usual). The caller then holds that thread's slot until
+        it calls `give_back`."""
+        first = not self._turn_busy
+        if first and self._loop is not None:
+            self._turn_busy = True
+            self._loop.call_soon(self._next_turn)
+        if not (first and self._when_idle and self._idle) or self._stopped:
+            return False
+        if any(queue.batches for queue in self._queues):
+            return False
+        self._lent.append(self._idle.pop())
+        self._running += 1
+        return True
+
+    def give_back(self) -> None:
+        self._running -= 1
+        self._batches_run += 1
+        slot = self._lent.pop()
+        if self._stopped:
+            slot.set_result(False)
+            return
+        self._idle.append(slot)
+        if any(queue.batches for queue in self._queues):
+            self._wake()
+
+    def _next_turn(self) -> None:
+        self._turn_busy = False
 
     def _wake(self) -> None:
         """Wake one idle worker. It chooses its batch when it runs, on the next loop turn,

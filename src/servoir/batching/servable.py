@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from servoir.batching.formation import merge, split_outputs, task_size
+from servoir.batching.formation import merge, padded_size, split_outputs, task_size
 from servoir.batching.options import (
     PER_MODEL_FILE,
     BatchingConfig,
@@ -85,6 +85,13 @@ class BatchingServable:
         if size == 0:  # nothing to batch; the runtime answers empty outputs itself
             return await self._inner.run(signature_name, inputs, output_aliases, deadline)
         queue = self._queue(signature_name, inputs)
+        if self._fits_alone(size) and self._scheduler.lend():
+            try:
+                return await self._run_alone(
+                    queue, signature_name, inputs, output_aliases, deadline, size
+                )
+            finally:
+                self._scheduler.give_back()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Array]] = loop.create_future()
         outputs = tuple(output_aliases)
@@ -100,6 +107,29 @@ class BatchingServable:
             return await future
         finally:
             timer.cancel()
+
+    def _fits_alone(self, size: int) -> bool:
+        """A batch of this one request would be run as it is (no split, no padding)."""
+        options = self._options
+        return size <= min(options.max_batch_size, options.batch_limit) and (
+            padded_size(size, options.allowed_batch_sizes) == size
+        )
+
+    async def _run_alone(
+        self,
+        queue: BatchQueue,
+        signature_name: str,
+        inputs: Mapping[str, Array],
+        output_aliases: Sequence[str],
+        deadline: float | None,
+        size: int,
+    ) -> dict[str, Array]:
+        """A batch of one, without the trip through the queue and a worker."""
+        queue.rows_run += size
+        if self._meter is not None:
+            self._meter.ran(size, 0, (0.0,))
+        values = await self._inner.run(signature_name, inputs, output_aliases, deadline)
+        return split_outputs(values, [size], size)[0]  # TF's output checks, as for a batch
 
     def _queue(self, signature_name: str, inputs: Mapping[str, Array]) -> BatchQueue:
         key = (signature_name, tuple(sorted(inputs)))
