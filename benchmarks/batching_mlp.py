@@ -59,6 +59,26 @@ def run(config: RunConfig, work: Path, problems: list[str]) -> dict[str, Compari
     return comparisons
 
 
+def model_costs(base: Path, rows: int = 32) -> dict[str, float]:
+    """The model's own cost in process (onnxruntime, Servoir's session settings): µs for
+    one row, and µs per row in a batch of `rows`. What batching can save per request is
+    the difference."""
+    latest = max(int(p.name) for p in base.iterdir() if p.name.isdigit())
+    model = base / str(latest) / "model.onnx"
+    one = raw_ort.measure(model, mlp_instances(seed=0), repeats=3, seconds_per_repeat=0.5)
+    many = np.repeat(mlp_instances(seed=0), rows, axis=0)
+    batch = raw_ort.measure(model, many, repeats=3, seconds_per_repeat=0.5)
+    return {"us_per_row_alone": one.us_per_call, "us_per_row_batched": batch.us_per_call / rows}
+
+
+def gain_bound(server_us_per_request: float, costs: dict[str, float]) -> float:
+    """The most batching can raise a CPU-bound server's rate: every request's model call
+    replaced by its share of a batched call, everything else unchanged (and batching's own
+    bookkeeping taken as free)."""
+    saved = costs["us_per_row_alone"] - costs["us_per_row_batched"]
+    return server_us_per_request / (server_us_per_request - saved)
+
+
 def wide_model(root: Path) -> Path:
     """<root>/mlp_wide/1/model.onnx, built once (seeded, so every run serves the same)."""
     import onnx
@@ -96,7 +116,7 @@ def wide_model(root: Path) -> Path:
 
 
 def _check(body: bytes, expected: np.ndarray) -> Check:
-    def check(server: ServerProcess) -> str | None:
+    def check(server: ServerProcess, target: Target) -> str | None:
         request = urllib.request.Request(
             server.base_url + server.spec.predict_path,
             data=body,

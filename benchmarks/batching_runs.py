@@ -29,8 +29,13 @@ QUIET = " --log_level=warning --access_log=false"
 class Target:
     name: str
     flags: str  # extra `servoir serve` flags (batching on or off, and its settings)
+    # Another server (a peer), with its own request bodies for its own protocol.
+    peer: ServerSpec | None = None
+    body_file: Path | None = None
 
     def spec(self, model: str, base_path: Path) -> ServerSpec:
+        if self.peer is not None:
+            return self.peer
         base = servoir_spec(model)  # honours SERVOIR_BENCH_COMMAND
         command = base.command + QUIET + (f" {self.flags}" if self.flags else "")
         return ServerSpec(self.name, command, model, base_path, ready_marker=b"AVAILABLE")
@@ -64,7 +69,8 @@ class Comparison:
         }
 
 
-Check = Callable[[ServerProcess], str | None]  # a problem with the target's answer, or None
+# A problem with the target's answer, or None.
+Check = Callable[[ServerProcess, Target], str | None]
 
 
 def measure(
@@ -81,7 +87,7 @@ def measure(
                 problems.append(f"{target.name} did not start: {exc}")
                 continue
             comparison.commands[target.name] = server.spec.argv(server.port)
-            if (problem := check(server)) is not None:
+            if (problem := check(server, target)) is not None:
                 problems.append(f"{target.name}: {problem}")
                 continue
             live[target.name] = server
@@ -101,13 +107,15 @@ def _interleave(
         n: {c: [] for c in comparison.connections} for n in live
     }
 
+    bodies = {t.name: t.body_file or comparison.body_file for t in comparison.targets}
+
     def one(name: str, connections: int, duration_s: float) -> tuple[WrkResult, float] | None:
         server = live[name]
         before = server.resources().get("cpu_s", 0.0)
         try:
             result = run_wrk(
                 server.base_url + server.spec.predict_path,
-                comparison.body_file,
+                bodies[name],
                 connections=connections,
                 duration_s=duration_s,
                 threads=config.wrk_threads,

@@ -106,10 +106,19 @@ def grpc_bodies(inputs: Inputs) -> dict[str, bytes]:
 
 def server_like_session(model_file: Path) -> Any:
     """onnxruntime as Servoir's ONNX runtime sets it up by default (one thread a core)."""
+    return _session(model_file, os.cpu_count() or 1)
+
+
+def one_thread_session(model_file: Path) -> Any:
+    """onnxruntime with one intra-op thread: one of several sessions run side by side."""
+    return _session(model_file, 1)
+
+
+def _session(model_file: Path, threads: int) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = os.cpu_count() or 1
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchmarks.core import BENCH_DIR
 from benchmarks.servers import ServerSpec
@@ -79,9 +80,16 @@ def ensure_venv(log: Path) -> str:
     return version
 
 
-def write_model_folder(root: Path, model_name: str, model_file: Path) -> Path:
+def write_model_folder(
+    root: Path,
+    model_name: str,
+    model_file: Path,
+    settings: dict[str, Any] | None = None,
+    intra_op_threads: int = 1,
+) -> Path:
     """`root/models/<model_name>/model-settings.json` (+ the runtime module); the folder to
-    give to `mlserver start`."""
+    give to `mlserver start`. `settings`: more model settings, e.g. adaptive batching's
+    `max_batch_size` and `max_batch_time`."""
     models = root / "models"
     folder = models / model_name
     if folder.exists():
@@ -91,7 +99,11 @@ def write_model_folder(root: Path, model_name: str, model_file: Path) -> Path:
     settings = {
         "name": model_name,
         "implementation": f"{RUNTIME_MODULE.stem}.OnnxRuntime",
-        "parameters": {"uri": str(model_file.resolve())},
+        "parameters": {
+            "uri": str(model_file.resolve()),
+            "extra": {"intra_op_threads": intra_op_threads},
+        },
+        **(settings or {}),
     }
     (folder / "model-settings.json").write_text(json.dumps(settings, indent=2))
     return models
@@ -105,23 +117,34 @@ class MLServerSpec(ServerSpec):
     def ready_path(self) -> str:
         return f"/v2/models/{self.model_name}/ready"
 
+    @property
+    def predict_path(self) -> str:
+        return f"/v2/models/{self.model_name}/infer"
+
 
 def spec(
-    root: Path, models: Path, model_name: str, grpc_port: int, metrics_port: int
+    root: Path,
+    models: Path,
+    model_name: str,
+    grpc_port: int,
+    metrics_port: int,
+    parallel_workers: int | None = None,
 ) -> MLServerSpec:
     """`mlserver start <models>` with the REST port from the harness and fixed gRPC and
-    metrics ports, run from `root` (MLServer writes .metrics/ and .envs/ there)."""
+    metrics ports, run from `root` (MLServer writes .metrics/ and .envs/ there);
+    `parallel_workers` inference processes (None: MLServer's default)."""
     run_dir = root / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
 
     def q(path: Path) -> str:
         return shlex.quote(str(path))
 
+    workers = "" if parallel_workers is None else f" MLSERVER_PARALLEL_WORKERS={parallel_workers}"
     command = (
         f"env -C {q(run_dir)} MLSERVER_HTTP_PORT={{rest_port}}"
         f" MLSERVER_GRPC_PORT={grpc_port} MLSERVER_METRICS_PORT={metrics_port}"
         f" MLSERVER_METRICS_DIR={q(run_dir / '.metrics')}"
-        f" MLSERVER_ENVIRONMENTS_DIR={q(run_dir / '.envs')}"
+        f" MLSERVER_ENVIRONMENTS_DIR={q(run_dir / '.envs')}{workers}"
         f" {q(mlserver_bin())} start {q(models)}"
     )
     return MLServerSpec("mlserver", command, model_name, models / model_name, ready_marker=None)

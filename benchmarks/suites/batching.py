@@ -13,12 +13,18 @@ at 1 connection batching_on's p50 <= 1.2x batching_off's.
 
 BERT (benchmarks/batching_bert.py), when examples/bert/export.py and its packages are
 there: 128-token and mixed 16-128-token requests at 1, 8 and 32 connections, batching off,
-on, and on with length buckets, against raw onnxruntime in-process; plotted to
-results/batching/bert.png when matplotlib is installed.
+on, and on with length buckets, against raw onnxruntime in-process and MLServer 1.7.1
+(adaptive batching on fixed lengths); plotted to results/batching/bert.png when matplotlib
+is installed. Goals at 8 and 32 connections: Servoir with batching (batching_on; on mixed lengths
+batching_on_nearest) >= 0.9x raw onnxruntime's rate and >= 1.5x MLServer's; at 32, its
+p99 <= 2.5x its p50.
+
+`--targets` picks parts of the suite: mlp, bert (default: both).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from benchmarks import batching_bert, batching_mlp
@@ -31,15 +37,54 @@ NAME = "batching"
 GOAL_MODEL = "mlp"
 GOAL_RPS_RATIO = 1.5  # batching_on / batching_off req/s at 32 connections
 GOAL_P50_RATIO = 1.2  # batching_on / batching_off p50 at 1 connection, at most
+BERT_GOAL_CONNECTIONS = (8, 32)
+BERT_GOAL_RAW = 0.9  # batching_on / raw onnxruntime sentences/s, at least
+BERT_GOAL_MLSERVER = 1.5  # batching_on / MLServer sentences/s, at least
+BERT_GOAL_TAIL = 2.5  # batching_on p99 / p50 at 32 connections, at most
+PARTS = ("mlp", "bert")
+# The Servoir target each BERT goal is about: batching as docs/batching.md advises for it.
+BERT_GOAL_TARGET = {"fixed": "batching_on", "mixed": "batching_on_nearest"}
 
 
 def run(config: RunConfig) -> SuiteResult:
     work = config.work_dir / NAME
     work.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
+    parts = [p for p in PARTS if config.targets is None or p in config.targets]
+    tables: list[Table] = []
+    data: dict[str, Any] = {"parts": parts}
+    if "mlp" in parts:
+        tables += _mlp_part(config, work, data, problems)
+    if "bert" not in parts:
+        return SuiteResult(name=NAME, tables=tables, data=data, problems=problems)
+    if (reason := _bert_unavailable()) is not None:
+        data["bert"] = {"not_measured": reason}
+        problems.append(f"BERT not measured: {reason}")
+    else:
+        bert = batching_bert.run(config, work, problems)
+        data["bert"] = bert.to_json()
+        for workload, comparison in bert.comparisons.items():
+            title = f"BERT {workload}"
+            tables.append(_table(title, comparison, bert.raw_rate(workload), "sent/s"))
+            if (ceiling := bert.ceiling.get(workload)) is not None:
+                rates = ", ".join(f"{k} {v:.1f}" for k, v in ceiling.items())
+                tables[-1].notes.append(f"ceiling (a session a core, at once), sent/s: {rates}")
+            tables.append(_ratios(title, comparison))
+        medians = {w: c.medians for w, c in bert.comparisons.items()}
+        raw = {w: bert.raw_rate(w) for w in bert.comparisons}
+        data["bert"]["plot"] = plot_bert(medians, raw, work / "bert.png")
+        goals = _bert_goals(bert)
+        data["bert"]["goals"] = goals
+        tables.append(_bert_goal_table(goals))
+    return SuiteResult(name=NAME, tables=tables, data=data, problems=problems)
+
+
+def _mlp_part(
+    config: RunConfig, work: Path, data: dict[str, Any], problems: list[str]
+) -> list[Table]:
     mlps = batching_mlp.run(config, work, problems)
     tables: list[Table] = []
-    data: dict[str, Any] = {"mlp_params": batching_mlp.PARAMS}
+    data["mlp_params"] = batching_mlp.PARAMS
     for name, comparison in mlps.items():
         tables += [_table(name, comparison, None, "req/s"), _ratios(name, comparison)]
         data[name] = comparison.to_json()
@@ -49,20 +94,107 @@ def run(config: RunConfig) -> SuiteResult:
         value = fmt(goal["value"], ".2f", "x")
         tables[1].notes.append(f"goal {key} {sign} {goal['target']}: {value} {goal['verdict']}")
     data["goals"] = goals
-    if (reason := _bert_unavailable()) is not None:
-        data["bert"] = {"not_measured": reason}
-        tables[-1].notes.append(f"BERT not measured: {reason}")
-    else:
-        bert = batching_bert.run(config, work, problems)
-        data["bert"] = bert.to_json()
-        for workload, comparison in bert.comparisons.items():
-            title = f"BERT {workload}"
-            tables.append(_table(title, comparison, bert.raw_rate(workload), "sent/s"))
-            tables.append(_ratios(title, comparison))
-        medians = {w: c.medians for w, c in bert.comparisons.items()}
-        raw = {w: bert.raw_rate(w) for w in bert.comparisons}
-        data["bert"]["plot"] = plot_bert(medians, raw, work / "bert.png")
-    return SuiteResult(name=NAME, tables=tables, data=data, problems=problems)
+    data["gain_bounds"] = bounds = _gain_bounds(mlps)
+    for name, bound in bounds.items():
+        tables.append(_bound_table(name, bound))
+    return tables
+
+
+def _gain_bounds(mlps: dict[str, Comparison]) -> dict[str, dict[str, Any]]:
+    """Per MLP, how far batching could raise req/s at all: the model's own cost alone and
+    batched (in process), against batching_off's server CPU per request at each load."""
+    bounds: dict[str, dict[str, Any]] = {}
+    for name, comparison in mlps.items():
+        costs = batching_mlp.model_costs(comparison.base_path)
+        by_c: dict[int, Any] = {}
+        for c, m in comparison.medians.get("batching_off", {}).items():
+            if (cpu := m.get("server_cpu_us_per_req")) is not None:
+                by_c[c] = {"server_us": cpu, "bound": batching_mlp.gain_bound(cpu, costs)}
+        bounds[name] = {"model_costs": costs, "by_connections": by_c}
+    return bounds
+
+
+def _bound_table(name: str, bound: dict[str, Any]) -> Table:
+    costs = bound["model_costs"]
+    table = Table(
+        title=f"{name}: the most batching can gain (the model call's share of the server CPU)",
+        headers=["conns", "server cpu us/req (off)", "bound on on/off req/s"],
+    )
+    for c, row in bound["by_connections"].items():
+        table.rows.append([str(c), f"{row['server_us']:.0f}", f"{row['bound']:.2f}x"])
+    table.notes.append(
+        f"model in process: {costs['us_per_row_alone']:.1f} us for one row,"
+        f" {costs['us_per_row_batched']:.1f} us per row in a batch of 32"
+    )
+    return table
+
+
+def _bert_goals(bert: batching_bert.BertResult) -> list[dict[str, Any]]:
+    """batching_on against raw onnxruntime and MLServer at 8 and 32 connections, and its
+    tail at 32, per workload."""
+    goals: list[dict[str, Any]] = []
+
+    def add(workload: str, c: int, what: str, value: float | None, target: float) -> None:
+        at_least = what != "p99/p50"
+        passed = value is not None and (value >= target if at_least else value <= target)
+        verdict = "n/a" if value is None else ("PASS" if passed else "FAIL")
+        goals.append(
+            {"workload": workload, "conns": c, "goal": what, "value": value}
+            | {"target": target, "at_least": at_least, "verdict": verdict}
+        )
+
+    def report(workload: str, c: int, what: str, value: float | None) -> None:
+        goals.append(
+            {"workload": workload, "conns": c, "goal": what, "value": value}
+            | {"target": None, "at_least": True, "verdict": "report"}
+        )
+
+    for workload, comparison in bert.comparisons.items():
+        on = comparison.medians.get(BERT_GOAL_TARGET[workload], {})
+        peer = next((t.name for t in comparison.targets if t.peer is not None), None)
+        for c in BERT_GOAL_CONNECTIONS:
+            m = on.get(c)
+            rate = None if m is None else m["rps"]
+            raw = bert.raw_rate(workload)
+            add(workload, c, "x raw", ratio(rate, raw), BERT_GOAL_RAW)
+            if peer is not None:
+                other = comparison.medians.get(peer, {}).get(c)
+                value = None if other is None else ratio(rate, other["rps"])
+                add(workload, c, f"x {peer}", value, BERT_GOAL_MLSERVER)
+            if (ceiling := bert.ceiling.get(workload)) is not None:  # reported, no target
+                for name in [peer, BERT_GOAL_TARGET[workload]]:
+                    m = comparison.medians.get(name or "", {}).get(c)
+                    if m is not None:
+                        report(workload, c, f"{name} x ceiling", ratio(m["rps"], ceiling["best"]))
+        if (m := on.get(max(BERT_GOAL_CONNECTIONS))) is not None:
+            add(workload, 32, "p99/p50", ratio(m["p99_ms"], m["p50_ms"]), BERT_GOAL_TAIL)
+        plain = comparison.medians.get("batching_on", {})
+        for grouped in ("batching_on_buckets", "batching_on_nearest"):
+            by_c = comparison.medians.get(grouped, {})
+            for c in comparison.connections:  # reported, no target: what grouping gains
+                if c in by_c and c in plain:
+                    value = ratio(by_c[c]["rps"], plain[c]["rps"])
+                    report(workload, c, f"{grouped.rsplit('_', 1)[1]} x padding", value)
+    return goals
+
+
+def _bert_goal_table(goals: list[dict[str, Any]]) -> Table:
+    table = Table(
+        title="BERT goals: Servoir with batching (fixed: batching_on, mixed:"
+        " batching_on_nearest) against raw onnxruntime, MLServer, and its own p50",
+        headers=["workload", "conns", "goal", "value", "target", "verdict"],
+        notes=[
+            "ceiling: one single-threaded onnxruntime session per core, all at once, in"
+            " process, the better of batch 1 and batch 8 (see the JSON for both)"
+        ],
+    )
+    for g in goals:
+        sign = ">=" if g["at_least"] else "<="
+        value = fmt(g["value"], ".2f", "x")
+        target = "" if g["target"] is None else f"{sign} {g['target']}"
+        row = [g["workload"], str(g["conns"]), g["goal"], value, target]
+        table.rows.append([*row, g["verdict"]])
+    return table
 
 
 def _bert_unavailable() -> str | None:

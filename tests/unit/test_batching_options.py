@@ -137,7 +137,9 @@ def test_flags_to_config(tmp_path: Path) -> None:
     assert config is not None
     assert config.options.max_batch_size == 128 and config.threads == 8
     assert config.per_model and not config.dispatch_when_idle
-    assert config.length_buckets == (16, 32)
+    assert config.length_buckets == (16, 32) and not config.nearest_length
+    nearest = config_from_flags(True, "", length_buckets="nearest")
+    assert nearest is not None and nearest.nearest_length and nearest.length_buckets is None
 
 
 @pytest.mark.parametrize(

@@ -25,8 +25,11 @@ async def _never(batch: Batch) -> None:
     raise AssertionError("queues do not run batches themselves")
 
 
-def queue(buckets: tuple[int, ...] | None = None, **options: object) -> BatchQueue:
-    return BatchQueue("m/1/serving_default", BatchingOptions(**options), _never, buckets)  # type: ignore[arg-type]
+def queue(
+    buckets: tuple[int, ...] | None = None, nearest: bool = False, **options: object
+) -> BatchQueue:
+    opts = BatchingOptions(**options)  # type: ignore[arg-type]
+    return BatchQueue("m/1/serving_default", opts, _never, buckets, nearest=nearest)
 
 
 def request(loop: asyncio.AbstractEventLoop) -> Callable[[int], Request]:
@@ -120,6 +123,64 @@ def test_length_buckets_keep_lengths_apart(loop: asyncio.AbstractEventLoop) -> N
         q.enqueue(ids, 1, request(loop), now=0.0)
     lengths = [[p.inputs["ids"].shape[1] for p in b.parts] for b in q.batches]
     assert lengths == [[10, 12, 16], [40, 64]]
+
+
+def ids(length: int, rows: int = 1) -> dict[str, np.ndarray]:
+    return {"ids": np.full((rows, length), length, np.int64)}
+
+
+def lengths_of(batch: Batch) -> list[int]:
+    return [p.inputs["ids"].shape[1] for p in batch.parts]
+
+
+@pytest.mark.parametrize(
+    ("arrivals", "limit", "taken", "left"),
+    [
+        # the oldest (100) and the two closest to it, in arrival order; the rest repacked
+        ([100, 20, 90, 25, 110, 30], 3, [100, 90, 110], [[20, 25, 30]]),
+        # the oldest runs first even when every other request is far from it
+        ([16, 128, 120, 124, 17], 2, [16, 17], [[128, 120], [124]]),
+        # ties go to the earlier arrival
+        ([50, 40, 60, 40], 2, [50, 40], [[60, 40]]),
+        # fewer waiting than the limit: all of them
+        ([64, 60, 62], 4, [64, 60, 62], []),
+        # but not one that would make padding more than NEAREST_MAX_PADDING of the tokens
+        ([64, 8, 60], 4, [64, 60], [[8]]),
+    ],
+)
+def test_nearest_takes_the_oldest_and_the_closest_lengths(
+    loop: asyncio.AbstractEventLoop,
+    arrivals: list[int],
+    limit: int,
+    taken: list[int],
+    left: list[list[int]],
+) -> None:
+    q = queue(nearest=True, max_batch_size=limit, pad_variable_length_inputs=True)
+    for at, length in enumerate(arrivals):
+        q.enqueue(ids(length), 1, request(loop), now=float(at))
+    batch = q.take(0)
+    assert lengths_of(batch) == taken and batch.closed and batch.size == len(taken)
+    assert [lengths_of(b) for b in q.batches] == left
+    # the repacked batches keep their first request's arrival time (for the timeout)
+    assert [b.opened for b in q.batches] == [
+        float(arrivals.index(b.parts[0].inputs["ids"].shape[1])) for b in q.batches
+    ]
+    assert q.queued_tasks == len(arrivals) - len(taken)
+
+
+def test_nearest_counts_rows_and_without_padding_keeps_to_exact_shapes(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    q = queue(nearest=True, max_batch_size=4, pad_variable_length_inputs=True)
+    for length, rows in ((30, 2), (31, 3), (40, 2), (29, 1)):
+        q.enqueue(ids(length, rows), rows, request(loop), now=0.0)
+    # 30 (2 rows), then 29 (1 row) and 31 (3 rows, does not fit), then 40 (2, does not fit)
+    assert lengths_of(q.take(0)) == [30, 29] and q.queued_tasks == 2
+    unpadded = queue(nearest=True, max_batch_size=4)
+    for length in (30, 31, 30, 29):
+        unpadded.enqueue(ids(length), 1, request(loop), now=0.0)
+    assert lengths_of(unpadded.take(0)) == [30, 30]
+    assert [lengths_of(b) for b in unpadded.batches] == [[31, 29]]
 
 
 def test_take_closes_the_batch_and_new_tasks_open_another(

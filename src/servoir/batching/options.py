@@ -69,6 +69,9 @@ class BatchingConfig:
     # Servoir: group requests of similar length (dim 1) into the same batches. None: off;
     # () : powers of two; otherwise the upper bounds of the buckets, increasing.
     length_buckets: tuple[int, ...] | None = None
+    # Servoir (--batching_length_buckets=nearest): no fixed buckets; each batch is the
+    # oldest waiting request and the waiting requests nearest to it in length.
+    nearest_length: bool = False
 
     @property
     def threads(self) -> int:
@@ -157,10 +160,14 @@ def read_parameters(path: Path, shown_as: str | None = None) -> BatchingOptions:
     return parse_parameters(text, origin)
 
 
+NEAREST = "nearest"
+
+
 def parse_length_buckets(text: str) -> tuple[int, ...] | None:
-    """--batching_length_buckets: "" (off), "auto" (powers of two) or "16,32,64,128"."""
+    """--batching_length_buckets: "" (off), "auto" (powers of two) or "16,32,64,128"
+    ("nearest" is not a set of buckets: see BatchingConfig.nearest_length)."""
     text = text.strip()
-    if not text:
+    if not text or text == NEAREST:
         return None
     if text == "auto":
         return ()
@@ -168,7 +175,8 @@ def parse_length_buckets(text: str) -> tuple[int, ...] | None:
         bounds = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise _invalid(
-            f"--batching_length_buckets must be empty, auto or increasing integers: {text!r}"
+            "--batching_length_buckets must be empty, auto, nearest or increasing integers: "
+            f"{text!r}"
         ) from None
     if not bounds or bounds[0] <= 0 or any(b <= a for a, b in itertools.pairwise(bounds)):
         raise _invalid(f"--batching_length_buckets must be increasing positive integers: {text!r}")
@@ -197,4 +205,5 @@ def config_from_flags(
         per_model=per_model,
         dispatch_when_idle=dispatch_when_idle,
         length_buckets=parse_length_buckets(length_buckets),
+        nearest_length=length_buckets.strip() == NEAREST,
     )

@@ -48,8 +48,10 @@ class BatchingServable:
         options: BatchingOptions,
         length_buckets: tuple[int, ...] | None = None,
         meter: Meter | None = None,
+        nearest_length: bool = False,
     ) -> None:
         self._inner = inner
+        self._nearest = nearest_length
         self._meter = meter
         self._scheduler = scheduler
         self._name = name
@@ -142,7 +144,12 @@ class BatchingServable:
             await self._run_batch(created, signature_name, batch)
 
         created = BatchQueue(
-            f"{self._name}/{signature_name}", self._options, runner, self._buckets, self._meter
+            f"{self._name}/{signature_name}",
+            self._options,
+            runner,
+            self._buckets,
+            self._meter,
+            self._nearest,
         )
         self._queues[key] = created
         self._scheduler.add_queue(created)
@@ -282,4 +289,5 @@ class BatchingLoader:
             options,
             self._batching.config.length_buckets,
             None if metrics is None else MetricsMeter(metrics, self._model),
+            self._batching.config.nearest_length,
         )

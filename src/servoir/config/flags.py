@@ -179,7 +179,8 @@ def add_batching_flags(parser: argparse.ArgumentParser) -> None:
         "batching_length_buckets",
         "",
         "Servoir: batch requests of similar length (dim 1) together: 'auto' (powers of "
-        "two) or bucket bounds such as 16,32,64,128; empty: off",
+        "two), bucket bounds such as 16,32,64,128, or 'nearest' (each batch: the oldest "
+        "request and the waiting ones closest to it in length); empty: off",
     )
 
 
