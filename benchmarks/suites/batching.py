@@ -106,10 +106,10 @@ def _gain_bounds(mlps: dict[str, Comparison]) -> dict[str, dict[str, Any]]:
     bounds: dict[str, dict[str, Any]] = {}
     for name, comparison in mlps.items():
         costs = batching_mlp.model_costs(comparison.base_path)
-        by_c: dict[int, Any] = {}
+        by_c: dict[str, Any] = {}  # JSON keys: the connection count as text
         for c, m in comparison.medians.get("batching_off", {}).items():
             if (cpu := m.get("server_cpu_us_per_req")) is not None:
-                by_c[c] = {"server_us": cpu, "bound": batching_mlp.gain_bound(cpu, costs)}
+                by_c[str(c)] = {"server_us": cpu, "bound": batching_mlp.gain_bound(cpu, costs)}
         bounds[name] = {"model_costs": costs, "by_connections": by_c}
     return bounds
 
@@ -121,7 +121,7 @@ def _bound_table(name: str, bound: dict[str, Any]) -> Table:
         headers=["conns", "server cpu us/req (off)", "bound on on/off req/s"],
     )
     for c, row in bound["by_connections"].items():
-        table.rows.append([str(c), f"{row['server_us']:.0f}", f"{row['bound']:.2f}x"])
+        table.rows.append([c, f"{row['server_us']:.0f}", f"{row['bound']:.2f}x"])
     table.notes.append(
         f"model in process: {costs['us_per_row_alone']:.1f} us for one row,"
         f" {costs['us_per_row_batched']:.1f} us per row in a batch of 32"

@@ -55,6 +55,14 @@ class TensorFlowServable:
 
         self._session = session
         self._signatures = signatures
+        # Dynamic batching concatenates requests along dim 0: allowed when no signature
+        # says otherwise (every tensor's dim 0 unknown, or its rank unknown, as TF Serving
+        # assumes); a model with a fixed-size or scalar tensor is served unbatched.
+        self.batchable = bool(signatures) and all(
+            spec.shape is None or (len(spec.shape) > 0 and spec.shape[0] == -1)
+            for signature in signatures.values()
+            for spec in (*signature.inputs.values(), *signature.outputs.values())
+        )
         # Tensor name -> TF_Output, for every name a signature uses that is a graph tensor.
         self._tensors = tensors
         self._runner = BlockingRunner(context)
