@@ -72,9 +72,11 @@ def model_costs(base: Path, rows: int = 32) -> dict[str, float]:
 
 
 def gain_bound(server_us_per_request: float, costs: dict[str, float]) -> float:
-    """The most batching can raise a CPU-bound server's rate: every request's model call
-    replaced by its share of a batched call, everything else unchanged (and batching's own
-    bookkeeping taken as free)."""
+    """How far batching could raise a CPU-bound server's rate if the model cost in the
+    server what it costs in process: every request's model call replaced by its share of a
+    batched call, everything else unchanged, batching's own bookkeeping free. (Where
+    concurrent unbatched runs contend for caches, as the wide MLP's do, they cost more in
+    the server and batching can gain more; the example MLP runs one at a time, inline.)"""
     saved = costs["us_per_row_alone"] - costs["us_per_row_batched"]
     return server_us_per_request / (server_us_per_request - saved)
 

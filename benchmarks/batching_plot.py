@@ -1,6 +1,7 @@
 """The batching suite's BERT plot: throughput and p99 latency against concurrency, per
-workload and target, with raw onnxruntime's rate as a line. matplotlib is optional (the
-`bench` extra); without it the plot is skipped and the suite says so.
+workload and target, with raw onnxruntime's rate and the machine's ceiling as lines.
+matplotlib is optional (the `bench` extra); without it the plot is skipped and the suite
+says so.
 
 Re-draw from a results file: python -m benchmarks.batching_plot results/<name>.json out.png
 """
@@ -17,7 +18,12 @@ import orjson
 Medians = dict[str, dict[str, dict[int, dict[str, Any]]]]
 
 
-def plot_bert(medians: Medians, raw: dict[str, float | None], path: Path) -> dict[str, Any]:
+def plot_bert(
+    medians: Medians,
+    raw: dict[str, float | None],
+    path: Path,
+    ceiling: dict[str, float | None] | None = None,
+) -> dict[str, Any]:
     try:
         import matplotlib
 
@@ -37,6 +43,8 @@ def plot_bert(medians: Medians, raw: dict[str, float | None], path: Path) -> dic
             tail_axis.plot(conns, [by_c[c]["p99_ms"] for c in conns], marker="o", label=name)
         if (rate := raw.get(workload)) is not None:
             rate_axis.axhline(rate, color="grey", linestyle="--", label="raw onnxruntime, batch 1")
+        if (top := (ceiling or {}).get(workload)) is not None:
+            rate_axis.axhline(top, color="black", linestyle=":", label="ceiling (a session a core)")
         rate_axis.set_title(f"MiniLM, {workload} lengths: throughput")
         rate_axis.set_ylabel("sentences / s")
         tail_axis.set_title(f"MiniLM, {workload} lengths: p99 latency")
@@ -55,23 +63,27 @@ def plot_bert(medians: Medians, raw: dict[str, float | None], path: Path) -> dic
     return {"written": str(path)}
 
 
-def from_results(document: dict[str, Any]) -> tuple[Medians, dict[str, float | None]]:
+def from_results(
+    document: dict[str, Any],
+) -> tuple[Medians, dict[str, float | None], dict[str, float | None]]:
     """The plot's data from a results document written by `benchmarks/run.py`."""
     bert = document["suites"]["batching"]["bert"]
     medians: Medians = {}
     raw: dict[str, float | None] = {}
+    ceiling: dict[str, float | None] = {}
     for workload, entry in bert["workloads"].items():
         raw[workload] = entry["raw_ort_sentences_per_s"]
+        ceiling[workload] = (entry.get("ceiling") or {}).get("best")
         medians[workload] = {
             target: {int(c): m["median"] for c, m in t["by_connections"].items()}
             for target, t in entry["targets"].items()
         }
-    return medians, raw
+    return medians, raw, ceiling
 
 
 def main(argv: list[str]) -> int:
-    document = orjson.loads(Path(argv[0]).read_bytes())
-    print(plot_bert(*from_results(document), Path(argv[1])))
+    medians, raw, ceiling = from_results(orjson.loads(Path(argv[0]).read_bytes()))
+    print(plot_bert(medians, raw, Path(argv[1]), ceiling))
     return 0
 
 

@@ -72,7 +72,8 @@ def run(config: RunConfig) -> SuiteResult:
             tables.append(_ratios(title, comparison))
         medians = {w: c.medians for w, c in bert.comparisons.items()}
         raw = {w: bert.raw_rate(w) for w in bert.comparisons}
-        data["bert"]["plot"] = plot_bert(medians, raw, work / "bert.png")
+        ceiling = {w: (bert.ceiling.get(w) or {}).get("best") for w in bert.comparisons}
+        data["bert"]["plot"] = plot_bert(medians, raw, work / "bert.png", ceiling)
         goals = _bert_goals(bert)
         data["bert"]["goals"] = goals
         tables.append(_bert_goal_table(goals))
@@ -101,8 +102,8 @@ def _mlp_part(
 
 
 def _gain_bounds(mlps: dict[str, Comparison]) -> dict[str, dict[str, Any]]:
-    """Per MLP, how far batching could raise req/s at all: the model's own cost alone and
-    batched (in process), against batching_off's server CPU per request at each load."""
+    """Per MLP, how far batching could raise req/s if the model cost in the server what it
+    costs in process (alone and batched), against batching_off's server CPU per request."""
     bounds: dict[str, dict[str, Any]] = {}
     for name, comparison in mlps.items():
         costs = batching_mlp.model_costs(comparison.base_path)
@@ -117,8 +118,8 @@ def _gain_bounds(mlps: dict[str, Comparison]) -> dict[str, dict[str, Any]]:
 def _bound_table(name: str, bound: dict[str, Any]) -> Table:
     costs = bound["model_costs"]
     table = Table(
-        title=f"{name}: the most batching can gain (the model call's share of the server CPU)",
-        headers=["conns", "server cpu us/req (off)", "bound on on/off req/s"],
+        title=f"{name}: what batching could gain at the model's in-process cost",
+        headers=["conns", "server cpu us/req (off)", "estimate of on/off req/s"],
     )
     for c, row in bound["by_connections"].items():
         table.rows.append([c, f"{row['server_us']:.0f}", f"{row['bound']:.2f}x"])
