@@ -7,7 +7,6 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +17,7 @@ from servoir.runtimes.registry import RuntimeOptions
 from servoir.server import ServerConfig
 from tests.conftest import SHARED_TESTDATA
 from tests.integration.harness import RunningServer
+from tests.integration.test_batching import stats
 from tests.integration.tf_models import requires_shared
 
 pytestmark = requires_shared
@@ -47,11 +47,6 @@ def server() -> Iterator[RunningServer]:
 def client(server: RunningServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.rest_url, timeout=30) as c:
         yield c
-
-
-def stats(server: RunningServer) -> Any:
-    assert server.server is not None and server.server.batch_scheduler is not None
-    return server.server.batch_scheduler.stats()
 
 
 def test_concurrent_predicts_run_as_one_batch(server: RunningServer, client: httpx.Client) -> None:
