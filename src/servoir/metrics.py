@@ -115,14 +115,14 @@ class Metrics:
             ["model_name", "API", "entrypoint"],
             TF_LATENCY_BUCKETS_US,
         )
-        register(t, self.tf_request_count, self.tf_request_latency)
-        self.tf_runtime_latency = Histogram(
+        self.tf_runtime_latency = LoopHistogram(
             ":tensorflow:serving:runtime_latency",
             "",
             ["model_name", "API", "runtime"],
-            buckets=TF_LATENCY_BUCKETS_US,
-            registry=t,
+            TF_LATENCY_BUCKETS_US,
         )
+        register(t, self.tf_request_count, self.tf_request_latency, self.tf_runtime_latency)
+        self._tf_runtime: dict[tuple[str, str, str], LoopHistogramChild] = {}
 
     async def measured(self, model: str, protocol: str, work: Awaitable[R]) -> R:
         """Await `work`, one inference request, keeping Servoir's request metrics: in-flight,
@@ -168,6 +168,16 @@ class Metrics:
         children[0][0] += 1
         if children[1] is not None:
             children[1].observe(seconds * 1e6)
+
+    def tf_runtime(self, model: str, api: str, platform: str, seconds: float) -> None:
+        """TF Serving's runtime_latency: the model's run alone, in microseconds. runtime is
+        "TF1" for TensorFlow models, as in TF Serving, and the platform for the others."""
+        key = (model, api, platform)
+        child = self._tf_runtime.get(key)
+        if child is None:
+            runtime = "TF1" if platform == "tensorflow" else platform
+            child = self._tf_runtime[key] = self.tf_runtime_latency.child(model, api, runtime)
+        child.observe(seconds * 1e6)
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

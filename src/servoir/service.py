@@ -264,11 +264,12 @@ class Service:
                 raise ServingError(Code.DEADLINE_EXCEEDED, "Deadline exceeded")
             started = time.perf_counter()
             outputs = await servable.run(signature_name, inputs, aliases, deadline)
+            seconds = time.perf_counter() - started
             result = PredictResult(spec.name, handle.id.version, signature_name, outputs, signature)
-            if self._observers:
-                seconds = time.perf_counter() - started
-                for observer in self._observers:
-                    observer(inputs, result, seconds)
+            if self._metrics is not None:
+                self._metrics.tf_runtime(spec.name, "Predict", servable.platform, seconds)
+            for observer in self._observers:
+                observer(inputs, result, seconds)
             return result
 
     # ---- tf.Example APIs (servoir.inference.api) -----------------------------------------

@@ -79,6 +79,11 @@ def test_regress_goes_through_batching(server: RunningServer, client: httpx.Clie
     assert response.status_code == 200, response.text
     assert response.json() == {"results": [2.5, 3.0]}
     assert stats(server).rows_run - before == 2
+    # TF Serving's runtime_latency, labelled as TF Serving labels a TensorFlow model's run
+    assert server.server is not None
+    text = server.server.metrics.render_tf().decode()
+    assert ':tensorflow:serving:runtime_latency_count{model_name="half",API="Regress",' in text
+    assert 'runtime="TF1"}' in text
 
 
 def test_a_model_with_scalar_tensors_is_served_unbatched(

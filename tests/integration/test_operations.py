@@ -111,6 +111,11 @@ def test_tf_serving_metrics_at_the_monitoring_path(server: RunningServer) -> Non
     )
     assert int(lines[count]) >= 1
     assert '{model_name="m",API="predict",entrypoint="REST",le="10.0"}' in text
+    # The model's run alone; runtime is the platform for models other than TensorFlow's.
+    runtime = (
+        ':tensorflow:serving:runtime_latency_count{model_name="m",API="Predict",runtime="onnx"}'
+    )
+    assert int(lines[runtime]) >= 1
 
 
 def test_request_logs_are_written_and_replay_as_warmup(

@@ -25,6 +25,7 @@ from servoir.metrics import Metrics
 from servoir.types import CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD, Array, ModelSpec
 
 R = TypeVar("R", bound="ClassifyResult | RegressResult | MultiInferenceResult")
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -126,7 +127,8 @@ class ExampleApi:
             fetch = checks.classify_outputs(servable.signatures[name], self._check_method_names)
             batch = checks.example_batch(request.examples)
             _check_deadline(request.deadline)
-            outputs = await servable.run(name, {checks.INPUTS: batch}, fetch, request.deadline)
+            run = servable.run(name, {checks.INPUTS: batch}, fetch, request.deadline)
+            outputs = await self._timed(request.model.name, "Classify", servable, run)
         labels, scores = checks.classifications(len(batch), outputs)
         return ClassifyResult(request.model.name, version, name, labels, scores)
 
@@ -137,9 +139,18 @@ class ExampleApi:
             fetch = checks.regress_outputs(servable.signatures[name], self._check_method_names)
             batch = checks.example_batch(request.examples)
             _check_deadline(request.deadline)
-            outputs = await servable.run(name, {checks.INPUTS: batch}, fetch, request.deadline)
+            run = servable.run(name, {checks.INPUTS: batch}, fetch, request.deadline)
+            outputs = await self._timed(request.model.name, "Regress", servable, run)
         values = checks.regression(len(batch), outputs[checks.OUTPUTS])
         return RegressResult(request.model.name, version, name, values)
+
+    async def _timed(self, model: str, api: str, servable: Servable, run: Awaitable[T]) -> T:
+        """Await the model's run, keeping TF Serving's runtime_latency."""
+        started = time.perf_counter()
+        result = await run
+        if self._metrics is not None:
+            self._metrics.tf_runtime(model, api, servable.platform, time.perf_counter() - started)
+        return result
 
     def _signature(
         self, servable: Servable, request: ExampleRequest, api: str, method: str, version: int
@@ -164,7 +175,8 @@ class ExampleApi:
                 method = request.tasks[0].method_name
                 raise _unimplemented("MultiInference", method, request.model.name, version)
             _check_deadline(request.deadline)
-            outputs = await _run_tasks(servable, tasks, batch, request.deadline)
+            run = _run_tasks(servable, tasks, batch, request.deadline)
+            outputs = await self._timed(request.model.name, "MultiInference", servable, run)
         name = request.model.name
         results: list[ClassifyResult | RegressResult] = []
         for task, arrays in zip(tasks, outputs, strict=True):
