@@ -96,6 +96,12 @@ def bucket_key(inputs: Mapping[str, Array], bounds: Sequence[int] | None, pad: b
         return None
     if pad:
         return bucket_bound(sequence_length(inputs), bounds)
+    return trailing_shapes(inputs)
+
+
+def trailing_shapes(inputs: Mapping[str, Array]) -> Hashable:
+    """What must match for requests to share a batch without padding: every input's shape
+    after dim 0."""
     return tuple(sorted((name, a.shape[1:]) for name, a in inputs.items()))
 
 

@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from servoir.batching.formation import bucket_key, sequence_length, split_sizes
+from servoir.batching.formation import (
+    bucket_key,
+    sequence_length,
+    split_sizes,
+    trailing_shapes,
+)
 from servoir.batching.options import BatchingOptions
 from servoir.errors import Code, ServingError
 from servoir.types import Array
@@ -229,7 +234,7 @@ class BatchQueue:
         pool = [part for batch in self.batches for part in batch.parts]
         pad = self.options.pad_variable_length_inputs
         length = sequence_length(anchor.inputs)
-        shapes = _shapes(anchor)
+        shapes = trailing_shapes(anchor.inputs)
         chosen = {id(anchor)}
         rows, tokens, longest = anchor.size, anchor.size * length, length
         by_distance = sorted(pool, key=lambda p: abs(sequence_length(p.inputs) - length))
@@ -238,12 +243,12 @@ class BatchQueue:
                 break
             if id(part) in chosen or rows + part.size > self.limit:
                 continue
-            if not pad and _shapes(part) != shapes:
+            if not pad and trailing_shapes(part.inputs) != shapes:
                 continue
             n = sequence_length(part.inputs)
             widest = max(longest, n)
             if tokens + part.size * n < (1 - NEAREST_MAX_PADDING) * (rows + part.size) * widest:
-                continue  # it would make the batch mostly padding: leave it for another
+                continue  # too much padding: leave it for a batch of lengths like its own
             chosen.add(id(part))
             rows, tokens, longest = rows + part.size, tokens + part.size * n, widest
         first = Batch(None, anchor.request.enqueued)
@@ -269,7 +274,3 @@ class BatchQueue:
     @property
     def queued_tasks(self) -> int:
         return sum(len(b.parts) for b in self.batches)
-
-
-def _shapes(part: Part) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    return tuple(sorted((name, a.shape[1:]) for name, a in part.inputs.items()))
