@@ -126,13 +126,16 @@ def predict(client: httpx.Client, model: str, x: np.ndarray) -> httpx.Response:
 
 
 def test_concurrent_clients_each_get_exactly_their_own_outputs(
-    server: RunningServer, client: httpx.Client, repo: Path
+    server: RunningServer, repo: Path
 ) -> None:
     inputs = mlp_rows(96, seed=1)
     expected = reference(repo, inputs)
 
     def one(i: int) -> np.ndarray:
-        response = predict(client, "mlp", inputs[i : i + 1])
+        # A client (and connection) per request: one httpx.Client shared by 32 threads can
+        # close a pooled socket under another thread's read (EBADF), a client-side race.
+        with httpx.Client(base_url=server.rest_url, timeout=30) as own:
+            response = predict(own, "mlp", inputs[i : i + 1])
         assert response.status_code == 200, response.text
         return np.asarray(response.json()["predictions"], np.float32)
 
