@@ -83,12 +83,6 @@ def server(repo: Path) -> Iterator[RunningServer]:
     running.stop()
 
 
-@pytest.fixture(scope="module")
-def client(server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.rest_url, timeout=30) as c:
-        yield c
-
-
 def stats(server: RunningServer) -> Any:
     assert server.server is not None and server.server.batch_scheduler is not None
     return server.server.batch_scheduler.stats()

@@ -41,12 +41,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running.stop()
 
 
-@pytest.fixture(scope="module")
-def client(server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.rest_url, timeout=30) as c:
-        yield c
-
-
 def test_requests_are_batched_with_the_nearest_lengths(
     server: RunningServer, client: httpx.Client
 ) -> None:

@@ -43,12 +43,6 @@ def server() -> Iterator[RunningServer]:
     running.stop()
 
 
-@pytest.fixture(scope="module")
-def client(server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.rest_url, timeout=30) as c:
-        yield c
-
-
 def test_concurrent_predicts_run_as_one_batch(server: RunningServer, client: httpx.Client) -> None:
     assert server.server is not None
     xs = [[1.0], [10.0, 11.0], [100.0]]  # one request of two rows

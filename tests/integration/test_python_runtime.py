@@ -144,12 +144,6 @@ def server(repo: Path) -> Iterator[RunningServer]:
     running.stop()
 
 
-@pytest.fixture(scope="module")
-def client(server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.rest_url, timeout=30) as c:
-        yield c
-
-
 @pytest.mark.parametrize(("version", "factor", "offset"), [(1, 2.0, 100), (2, 3.0, 200)])
 def test_versions_are_isolated_and_read_files_beside_them(
     client: httpx.Client, version: int, factor: float, offset: int

@@ -56,12 +56,6 @@ def server(repo: Path) -> Iterator[RunningServer]:
     running.stop()
 
 
-@pytest.fixture(scope="module")
-def client(server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.rest_url, timeout=30) as c:
-        yield c
-
-
 def error(response: httpx.Response) -> str:
     assert response.headers["content-type"] == "application/json"
     return str(response.json()["error"])

@@ -42,12 +42,6 @@ def server(built: BuiltModels) -> Iterator[RunningServer]:
     running.stop()
 
 
-@pytest.fixture(scope="module")
-def client(server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.rest_url, timeout=30) as c:
-        yield c
-
-
 def post(client: httpx.Client, path: str, body: dict[str, Any]) -> Any:
     response = client.post(path, json=body)
     assert response.status_code == 200, response.text

@@ -169,12 +169,6 @@ def server(repo: Path) -> Iterator[RunningServer]:
     running.stop()
 
 
-@pytest.fixture(scope="module")
-def client(server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.rest_url, timeout=30) as c:
-        yield c
-
-
 def expected_pair() -> tuple[np.ndarray, np.ndarray]:
     with torch.inference_mode():
         y, z = Pair().eval()(torch.from_numpy(X), torch.from_numpy(K))
