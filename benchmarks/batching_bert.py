@@ -26,7 +26,6 @@ import os
 import statistics
 import time
 import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ from benchmarks.batching_runs import (
     write_params,
 )
 from benchmarks.core import RunConfig
-from benchmarks.servers import ServerProcess, free_port
+from benchmarks.servers import ServerProcess, free_port, post_predict
 
 CONNECTIONS = (1, 8, 32)
 LENGTHS = (16, 128)  # mixed: uniform over this range, inclusive
@@ -137,14 +136,7 @@ def v2_body(ids: np.ndarray) -> bytes:
 
 def answer(server: ServerProcess, ids: np.ndarray, v2: bool) -> np.ndarray:
     """The embedding the server answers for `ids` (raises OSError, KeyError, ValueError)."""
-    request = urllib.request.Request(
-        server.base_url + server.spec.predict_path,
-        data=v2_body(ids) if v2 else body(ids),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        doc = orjson.loads(response.read())
+    doc = orjson.loads(post_predict(server, v2_body(ids) if v2 else body(ids), 60.0))
     if v2:
         (out,) = doc["outputs"]
         return np.asarray(out["data"], np.float32).reshape(out["shape"])

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import itertools
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from benchmarks import raw_ort
 from benchmarks.batching_runs import Check, Comparison, Target, measure, write_params
 from benchmarks.core import EXAMPLE_MODELS, RunConfig
 from benchmarks.payload import mlp_instances, tf_serving_predict_body
-from benchmarks.servers import ServerProcess
+from benchmarks.servers import ServerProcess, post_predict
 
 CONNECTIONS = (1, 8, 32, 64)
 PARAMS = (
@@ -119,15 +118,8 @@ def wide_model(root: Path) -> Path:
 
 def _check(body: bytes, expected: np.ndarray) -> Check:
     def check(server: ServerProcess, target: Target) -> str | None:
-        request = urllib.request.Request(
-            server.base_url + server.spec.predict_path,
-            data=body,
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                got = np.asarray(orjson.loads(response.read())["predictions"], np.float32)
+            got = np.asarray(orjson.loads(post_predict(server, body))["predictions"], np.float32)
         except (OSError, KeyError, ValueError) as exc:
             return f"preflight request failed: {exc}"
         if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-4, atol=1e-5):

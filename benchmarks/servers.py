@@ -113,6 +113,19 @@ def baseline_spec(model_name: str = "mlp") -> ServerSpec:
     )
 
 
+def post_predict(server: ServerProcess, body: bytes, timeout_s: float = 30.0) -> bytes:
+    """POST a JSON body to the target's predict path; the answer's bytes. Raises OSError
+    (urllib's HTTPError for a non-2xx answer) when the request fails."""
+    request = urllib.request.Request(
+        server.base_url + server.spec.predict_path,
+        data=body,
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        return bytes(response.read())
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
