@@ -3,14 +3,16 @@ batching off / on / on with length buckets / on with nearest-length batches, aga
 onnxruntime in-process and MLServer.
 
 MLServer 1.7.1 (benchmarks/mlserver_setup.py) runs the same model through
-benchmarks/mlserver_runtime.py with one inference worker process a core, each with one
-intra-op thread and no spinning (Servoir's thread model; it measured 1.3-1.4x MLServer's
-default of one worker with two threads here), over its V2 REST endpoint:
-  fixed: `mlserver_batching`, adaptive batching with max_batch_size 32, max_batch_time 5 ms;
-  mixed: `mlserver`, no batching: MLServer's adaptive batching concatenates inputs without
-         padding, so a batch of different lengths fails as a whole (HTTP 500). The fixed
-         comparison shows it: a burst of mixed lengths is sent to `mlserver_batching` before
-         the load, and its answers are recorded.
+benchmarks/mlserver_runtime.py over its V2 REST endpoint, configured two ways:
+  tuned (`mlserver_batching`, `mlserver`): one inference worker process a core, each with
+      one intra-op thread and no spinning (Servoir's thread model; the stronger peer);
+  defaults (`mlserver_defaults_batching`, `mlserver_defaults`): MLServer's own defaults
+      (one inference worker) with one intra-op thread a core, as the issue names it.
+  fixed: with adaptive batching, max_batch_size 32, max_batch_time 5 ms;
+  mixed: no batching: MLServer's adaptive batching concatenates inputs without padding, so
+         a batch of different lengths fails as a whole (HTTP 500). The fixed comparison
+         shows it: a burst of mixed lengths is sent to `mlserver_batching` before the load,
+         and its answers are recorded.
 
 Two workloads: every request 128 tokens ("fixed"), and lengths drawn uniformly from 16 to
 128 tokens ("mixed": padding matters, and bucketing groups similar lengths). The model
@@ -98,15 +100,40 @@ def targets(params: Path, mixed: bool) -> list[Target]:
     return chosen
 
 
-def mlserver_target(work: Path, model_file: Path, seqs: list[np.ndarray], mixed: bool) -> Target:
+@dataclass(frozen=True)
+class MLServerSetup:
+    """How one MLServer peer runs: inference worker processes (None: MLServer's default)
+    and onnxruntime intra-op threads in each."""
+
+    prefix: str
+    parallel_workers: int | None
+    intra_op_threads: int
+
+
+def mlserver_setups() -> tuple[MLServerSetup, ...]:
+    cores = os.cpu_count() or 1
+    return (
+        MLServerSetup("mlserver", cores, 1),
+        MLServerSetup("mlserver_defaults", None, cores),
+    )
+
+
+def mlserver_target(
+    work: Path, model_file: Path, seqs: list[np.ndarray], mixed: bool, setup: MLServerSetup
+) -> Target:
     """MLServer on the same model: adaptive batching for fixed lengths, none for mixed."""
-    name = "mlserver" if mixed else "mlserver_batching"
+    name = setup.prefix if mixed else f"{setup.prefix}_batching"
     root = work / name
     models = mlserver_setup.write_model_folder(
-        root, "minilm", model_file, settings=None if mixed else MLSERVER_BATCHING
+        root,
+        "minilm",
+        model_file,
+        settings=None if mixed else MLSERVER_BATCHING,
+        intra_op_threads=setup.intra_op_threads,
     )
-    workers = os.cpu_count() or 1
-    spec = mlserver_setup.spec(root, models, "minilm", free_port(), free_port(), workers)
+    spec = mlserver_setup.spec(
+        root, models, "minilm", free_port(), free_port(), setup.parallel_workers
+    )
     bodies = work / f"bert_{'mixed' if mixed else 'fixed'}_v2.jsonl"
     bodies.write_bytes(b"\n".join(v2_body(s) for s in seqs) + b"\n")
     return Target(name, "", peer=dataclasses.replace(spec, name=name), body_file=bodies)
@@ -161,12 +188,15 @@ def run(config: RunConfig, work: Path, problems: list[str]) -> BertResult:
         body_file.write_bytes(b"\n".join(body(s) for s in seqs) + b"\n")
         chosen = targets(params, workload == "mixed")
         if with_mlserver:
-            chosen.append(mlserver_target(work, model_file, seqs, workload == "mixed"))
+            chosen += [
+                mlserver_target(work, model_file, seqs, workload == "mixed", setup)
+                for setup in mlserver_setups()
+            ]
         comparison = Comparison(
             chosen,
             "minilm",
             models / "minilm",
-            CONNECTIONS,
+            config.points(CONNECTIONS),
             body_file,
             script=LUA_POST_JSON_MIX,
         )
@@ -201,8 +231,7 @@ def _mlserver_ready(work: Path, result: BertResult, problems: list[str]) -> bool
     result.mlserver.update(
         version=version,
         batching=MLSERVER_BATCHING,
-        parallel_workers=os.cpu_count() or 1,
-        intra_op_threads=1,
+        setups=[dataclasses.asdict(setup) for setup in mlserver_setups()],
     )
     return True
 

@@ -52,7 +52,7 @@ def run(config: RunConfig, work: Path, problems: list[str]) -> dict[str, Compari
     for name, (base, targets) in models.items():
         latest = max(int(p.name) for p in base.iterdir() if p.name.isdigit())
         expected = raw_ort.reference_output(base / str(latest) / "model.onnx", x)
-        comparison = Comparison(targets, name, base, CONNECTIONS, body_file)
+        comparison = Comparison(targets, name, base, config.points(CONNECTIONS), body_file)
         measure(config, comparison, work / "logs", _check(body, expected), problems)
         comparisons[name] = comparison
     return comparisons

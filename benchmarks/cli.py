@@ -42,7 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--duration", type=float, help="seconds per measurement (overrides --quick)"
     )
-    parser.add_argument("--connections", type=_csv, default=["1", "8", "32"], help="e.g. 1,8,32")
+    parser.add_argument(
+        "--connections", type=_csv, help="e.g. 1,8,32 (default: 1,8,32; batching: its own)"
+    )
     parser.add_argument("--targets", type=_csv, help="only these targets, e.g. fastapi_baseline")
     parser.add_argument("--name", help="result file name (default: <suites>-<timestamp>)")
     parser.add_argument("--list", action="store_true", help="list suites and exit")
@@ -66,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         duration_s=duration,
         warmup_s=1.0 if args.quick else 2.0,
         repeats=max(1, args.repeats),
-        connections=tuple(int(c) for c in args.connections),
+        connections=tuple(int(c) for c in args.connections or RunConfig.connections),
+        connections_given=args.connections is not None,
         targets=tuple(args.targets) if args.targets else None,
     )
     name = args.name or f"{'+'.join(selected)}-{datetime.now():%Y%m%d-%H%M%S}"

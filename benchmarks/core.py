@@ -20,9 +20,15 @@ class RunConfig:
     warmup_s: float = 2.0
     repeats: int = 3
     connections: tuple[int, ...] = (1, 8, 32)
+    # --connections was given: suites with their own default points use these instead.
+    connections_given: bool = False
     wrk_threads: int = 1
     targets: tuple[str, ...] | None = None  # None: every target the suite knows
     work_dir: Path = RESULTS_DIR
+
+    def points(self, default: tuple[int, ...]) -> tuple[int, ...]:
+        """The connection counts to measure: --connections when given, else `default`."""
+        return self.connections if self.connections_given else default
 
 
 @dataclass

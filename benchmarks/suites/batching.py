@@ -13,13 +13,14 @@ at 1 connection batching_on's p50 <= 1.2x batching_off's.
 
 BERT (benchmarks/batching_bert.py), when examples/bert/export.py and its packages are
 there: 128-token and mixed 16-128-token requests at 1, 8 and 32 connections, batching off,
-on, and on with length buckets, against raw onnxruntime in-process and MLServer 1.7.1
-(adaptive batching on fixed lengths); plotted to results/batching/bert.png when matplotlib
-is installed. Goals at 8 and 32 connections: Servoir with batching (batching_on; on mixed lengths
-batching_on_nearest) >= 0.9x raw onnxruntime's rate and >= 1.5x MLServer's; at 32, its
-p99 <= 2.5x its p50.
+on, and on with length buckets, against raw onnxruntime in-process and MLServer 1.7.1 tuned
+and with its defaults (adaptive batching on fixed lengths); plotted to
+results/batching/bert.png when matplotlib is installed. Goals at 8 and 32 connections:
+Servoir with batching (batching_on; on mixed lengths batching_on_nearest) >= 0.9x raw
+onnxruntime's rate and >= 1.5x MLServer's; at 32, its p99 <= 2.5x its p50.
 
-`--targets` picks parts of the suite: mlp, bert (default: both).
+`--targets` picks parts of the suite: mlp, bert (default: both). `--connections` replaces
+each part's own connection counts.
 """
 
 from __future__ import annotations
@@ -152,19 +153,19 @@ def _bert_goals(bert: batching_bert.BertResult) -> list[dict[str, Any]]:
 
     for workload, comparison in bert.comparisons.items():
         on = comparison.medians.get(BERT_GOAL_TARGET[workload], {})
-        peer = next((t.name for t in comparison.targets if t.peer is not None), None)
+        peers = [t.name for t in comparison.targets if t.peer is not None]
         for c in BERT_GOAL_CONNECTIONS:
             m = on.get(c)
             rate = None if m is None else m["rps"]
             raw = bert.raw_rate(workload)
             add(workload, c, "x raw", ratio(rate, raw), BERT_GOAL_RAW)
-            if peer is not None:
+            for peer in peers:
                 other = comparison.medians.get(peer, {}).get(c)
                 value = None if other is None else ratio(rate, other["rps"])
                 add(workload, c, f"x {peer}", value, BERT_GOAL_MLSERVER)
             if (ceiling := bert.ceiling.get(workload)) is not None:  # reported, no target
-                for name in [peer, BERT_GOAL_TARGET[workload]]:
-                    m = comparison.medians.get(name or "", {}).get(c)
+                for name in [*peers, BERT_GOAL_TARGET[workload]]:
+                    m = comparison.medians.get(name, {}).get(c)
                     if m is not None:
                         report(workload, c, f"{name} x ceiling", ratio(m["rps"], ceiling["best"]))
         if (m := on.get(max(BERT_GOAL_CONNECTIONS))) is not None:

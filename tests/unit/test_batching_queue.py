@@ -194,6 +194,44 @@ def test_take_closes_the_batch_and_new_tasks_open_another(
     assert sizes(q) == [1] and q.batches[0] is not taken
 
 
+@pytest.mark.parametrize(
+    ("rows", "max_rows", "taken", "left"),
+    [
+        ([1, 1, 1, 1, 1], 3, [1, 1, 1], [2]),  # its first parts, up to max_rows
+        ([2, 2, 2], 3, [2], [4]),  # whole parts only
+        ([4, 1], 3, [4], [1]),  # at least one part, even a larger one
+        ([1, 1], 3, [1, 1], []),  # a batch within max_rows is taken whole
+    ],
+)
+def test_a_share_takes_the_first_parts_and_leaves_the_rest_in_place(
+    loop: asyncio.AbstractEventLoop,
+    rows: list[int],
+    max_rows: int,
+    taken: list[int],
+    left: list[int],
+) -> None:
+    q = queue(max_batch_size=8)
+    for at, n in enumerate(rows):
+        q.enqueue(x(n, start=at * 100), n, request(loop), now=float(at))
+    batch = q.take(0, max_rows)
+    assert [p.size for p in batch.parts] == taken and batch.closed
+    assert batch.size == sum(taken) and batch.opened == 0.0
+    assert sizes(q) == left and q.queued_tasks == len(rows) - len(taken)
+    if left:  # the rest keeps its age and its place, and new tasks still join it
+        assert q.batches[0].opened == 0.0
+        q.enqueue(x(1), 1, request(loop), now=9.0)
+        assert sizes(q) == [left[0] + 1]
+
+
+def test_nearest_shares_count_rows_too(loop: asyncio.AbstractEventLoop) -> None:
+    q = queue(nearest=True, max_batch_size=8, pad_variable_length_inputs=True)
+    for length in (30, 31, 29, 30, 90):
+        q.enqueue(ids(length), 1, request(loop), now=0.0)
+    assert lengths_of(q.take(0, 2)) == [30, 30]
+    assert lengths_of(q.take(0, 2)) == [31, 29]
+    assert lengths_of(q.take(0)) == [90]
+
+
 def test_fail_all_answers_every_queued_request(loop: asyncio.AbstractEventLoop) -> None:
     q = queue(max_batch_size=1)
     admitted = [q.enqueue(x(1), 1, request(loop), now=0.0) for _ in range(3)]

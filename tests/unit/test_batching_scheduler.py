@@ -42,12 +42,76 @@ def test_a_lone_request_runs_in_its_caller_and_a_burst_is_batched() -> None:
         servable = batching(fake, scheduler)
         assert (await call(servable, row(1)))["y"].tolist() == [[2, 2]]
         assert (await call(servable, row(2)))["y"].tolist() == [[4, 4]]
-        # Ten requests arriving in the same loop turn (as under load): the first finds the
+        # Ten requests arriving in the same loop turn on a quiet server: the first finds the
         # thread idle and runs at once, the other nine wait for it and run as one batch.
         burst = await asyncio.gather(*(call(servable, row(i)) for i in range(10)))
         assert [r["y"][0, 0] for r in burst] == [2.0 * i for i in range(10)]
         assert [len(b) for b in fake.batches] == [1, 1, 1, 9]
         assert scheduler.stats().batches_run == 4 and scheduler.stats().running_batches == 0
+
+    run(test)
+
+
+def test_free_threads_share_the_waiting_rows() -> None:
+    async def test() -> None:
+        busy, fake = FakeServable("busy"), FakeServable()
+        scheduler = BatchScheduler(3)
+        busy_model = batching(busy, scheduler)
+        servable = batching(fake, scheduler, max_batch_size=16)
+        await call(servable, row(0))  # starts the threads, which then wait, idle
+        fake.batches.clear()
+        busy.hold()
+        held = asyncio.create_task(call(busy_model, row(0)))
+        await busy.running.wait()  # a loaded server: one thread busy, two free
+        fake.hold()
+        burst = [asyncio.create_task(call(servable, row(i))) for i in range(10)]
+        await turns()
+        # The first of the burst did not take a thread alone, and the two free threads
+        # took half each, running side by side.
+        assert sorted(len(b) for b in fake.batches) == [5, 5]
+        assert scheduler.stats().running_batches == 3
+        fake.gate.set()
+        assert [(await t)["y"][0, 0] for t in burst] == [2.0 * i for i in range(10)]
+        busy.gate.set()
+        await held
+
+    run(test)
+
+
+def test_free_threads_go_to_different_models_before_sharing_one() -> None:
+    async def test() -> None:
+        a, b, busy = FakeServable("a"), FakeServable("b"), FakeServable("busy")
+        scheduler = BatchScheduler(3)
+        model_a, model_b = batching(a, scheduler), batching(b, scheduler)
+        await asyncio.gather(call(model_a, row(0)), call(model_b, row(0)))  # threads idle
+        busy.hold()
+        held = asyncio.create_task(call(batching(busy, scheduler), row(0)))
+        await busy.running.wait()  # one thread busy, two free
+        for fake in (a, b):
+            fake.hold()
+            fake.batches.clear()
+        burst = [asyncio.create_task(call(m, row(i))) for i in range(4) for m in (model_a, model_b)]
+        await turns()
+        # One thread per model, each taking its model's whole batch (not half of one).
+        assert [len(x) for x in a.batches] == [4] and [len(x) for x in b.batches] == [4]
+        for fake in (a, b, busy):
+            fake.gate.set()
+        await asyncio.gather(held, *burst)
+
+    run(test)
+
+
+def test_tf_timing_takes_whole_batches_even_with_threads_free() -> None:
+    async def test() -> None:
+        fake = FakeServable()
+        fake.hold()
+        scheduler = BatchScheduler(2, when_idle=False)
+        servable = batching(fake, scheduler, max_batch_size=4, batch_timeout_micros=60_000_000)
+        burst = [asyncio.create_task(call(servable, row(i))) for i in range(4)]
+        await turns()
+        assert [len(b) for b in fake.batches] == [4]  # full, so ready; taken whole
+        fake.gate.set()
+        await asyncio.gather(*burst)
 
     run(test)
 

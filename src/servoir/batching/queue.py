@@ -211,10 +211,14 @@ class BatchQueue:
             batch.closed = True
             del self._open[key]
 
-    def take(self, index: int) -> Batch:
-        """Remove a batch to run it; new parts of its bucket start a new batch."""
+    def take(self, index: int, max_rows: int | None = None) -> Batch:
+        """Remove a batch to run it; new parts of its bucket start a new batch. With
+        `max_rows` (work sharing) a larger batch gives up only its first parts up to that
+        many rows (always at least one part); the rest stays queued where it was."""
         if self._nearest:
-            batch = self._regroup()
+            batch = self._regroup(self.limit if max_rows is None else min(max_rows, self.limit))
+        elif max_rows is not None and self.batches[index].size > max_rows:
+            batch = _split_front(self.batches[index], max_rows)
         else:
             batch = self.batches.pop(index)
             if self._open.get(batch.key) is batch:
@@ -224,12 +228,12 @@ class BatchQueue:
             self.meter.queued(-len(batch.parts))
         return batch
 
-    def _regroup(self) -> Batch:
+    def _regroup(self, limit: int) -> Batch:
         """The batch to run under `nearest`, removed: the queue's oldest part, then the
         waiting parts closest to that part's length (earlier ones first on ties) while they
-        fit and padding stays under NEAREST_MAX_PADDING; the others are packed again in
-        arrival order. The oldest part always runs, so no request waits for ever. Without
-        padding only parts of the oldest one's exact shapes can join it."""
+        fit in `limit` rows and padding stays under NEAREST_MAX_PADDING; the others are
+        packed again in arrival order. The oldest part always runs, so no request waits for
+        ever. Without padding only parts of the oldest one's exact shapes can join it."""
         anchor = self.batches[0].parts[0]
         pool = [part for batch in self.batches for part in batch.parts]
         pad = self.options.pad_variable_length_inputs
@@ -239,9 +243,9 @@ class BatchQueue:
         rows, tokens, longest = anchor.size, anchor.size * length, length
         by_distance = sorted(pool, key=lambda p: abs(sequence_length(p.inputs) - length))
         for part in by_distance:
-            if rows >= self.limit:
+            if rows >= limit:
                 break
-            if id(part) in chosen or rows + part.size > self.limit:
+            if id(part) in chosen or rows + part.size > limit:
                 continue
             if not pad and trailing_shapes(part.inputs) != shapes:
                 continue
@@ -274,3 +278,16 @@ class BatchQueue:
     @property
     def queued_tasks(self) -> int:
         return sum(len(b.parts) for b in self.batches)
+
+
+def _split_front(batch: Batch, max_rows: int) -> Batch:
+    """The first parts of `batch` up to `max_rows` rows (at least one) as a batch of their
+    own; `batch` keeps the rest, its age and its place."""
+    front = Batch(batch.key, batch.opened)
+    while batch.parts and (not front.parts or front.size + batch.parts[0].size <= max_rows):
+        part = batch.parts.pop(0)
+        front.parts.append(part)
+        front.size += part.size
+    batch.size -= front.size
+    front.closed = True
+    return front

@@ -87,7 +87,7 @@ class BatchingServable:
         if size == 0:  # nothing to batch; the runtime answers empty outputs itself
             return await self._inner.run(signature_name, inputs, output_aliases, deadline)
         queue = self._queue(signature_name, inputs)
-        if self._fits_alone(size) and self._scheduler.lend():
+        if self._fits_alone(size) and await self._scheduler.lend():
             try:
                 return await self._run_alone(
                     queue, signature_name, inputs, output_aliases, deadline, size
