@@ -86,22 +86,23 @@ class Metrics:
             ["model", "version"],
             registry=r,
         )
-        self.queue_depth = Gauge(
-            "servoir_batch_queue_depth", "Requests waiting in a batching queue", ["model"],
-            registry=r,
-        )  # fmt: skip
-        self.batch_size = Histogram(
+        # Batching's metrics are updated by the scheduler, which lives on the loop too.
+        self.queue_depth = LoopGauge(
+            "servoir_batch_queue_depth", "Requests waiting in a batching queue", ["model"]
+        )
+        self.batch_size = LoopHistogram(
             "servoir_batch_size", "Rows per executed batch (before padding)", ["model"],
-            buckets=BATCH_BUCKETS, registry=r,
+            BATCH_BUCKETS,
         )  # fmt: skip
-        self.batch_padding = Histogram(
+        self.batch_padding = LoopHistogram(
             "servoir_batch_padding_rows", "Padding rows added per executed batch", ["model"],
-            buckets=BATCH_BUCKETS, registry=r,
+            BATCH_BUCKETS,
         )  # fmt: skip
-        self.queue_wait = Histogram(
+        self.queue_wait = LoopHistogram(
             "servoir_batch_queue_wait_seconds", "Time a request waited to join a batch",
-            ["model"], buckets=LATENCY_BUCKETS_S, registry=r,
+            ["model"], LATENCY_BUCKETS_S,
         )  # fmt: skip
+        register(r, self.queue_depth, self.batch_size, self.batch_padding, self.queue_wait)
         build = Gauge("servoir_build_info", "Build information", ["version", "python"], registry=r)
         build.labels(__version__, platform.python_version()).set(1)
 

@@ -214,16 +214,17 @@ class BatchingServable:
 
 
 class MetricsMeter:
-    """A queue's reports, as the server's Prometheus metrics (labelled by model)."""
+    """A queue's reports, as the server's Prometheus metrics (labelled by model). Queues
+    report from the event loop only, so these are the loop's lock-free metrics."""
 
     def __init__(self, metrics: Metrics, model: str) -> None:
-        self._depth = metrics.queue_depth.labels(model)
-        self._size = metrics.batch_size.labels(model)
-        self._padding = metrics.batch_padding.labels(model)
-        self._wait = metrics.queue_wait.labels(model)
+        self._depth = metrics.queue_depth.child(model)
+        self._size = metrics.batch_size.child(model)
+        self._padding = metrics.batch_padding.child(model)
+        self._wait = metrics.queue_wait.child(model)
 
     def queued(self, delta: int) -> None:
-        self._depth.inc(delta)
+        self._depth[0] += delta
 
     def ran(self, rows: int, padding: int, waits: Sequence[float]) -> None:
         self._size.observe(rows - padding)
