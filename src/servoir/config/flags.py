@@ -171,8 +171,9 @@ def add_batching_flags(parser: argparse.ArgumentParser) -> None:
         b,
         "batching_dispatch_when_idle",
         True,
-        "Servoir: run a waiting batch at once when a batch thread would otherwise idle "
-        "(false: wait for batch_timeout_micros as TF Serving does)",
+        "Servoir: run a waiting batch at once when a batch thread would otherwise idle, "
+        "free threads sharing the waiting rows (false: wait for batch_timeout_micros and "
+        "take whole batches, as TF Serving does)",
     )
     _flag(
         b,
