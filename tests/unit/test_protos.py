@@ -52,7 +52,10 @@ from servoir.protos.tensorflow_serving.config import (
     monitoring_config_pb2,
     platform_config_pb2,
 )
-from servoir.protos.tensorflow_serving.servables.tensorflow import session_bundle_config_pb2
+from servoir.protos.tensorflow_serving.servables.tensorflow import (
+    saved_model_bundle_source_adapter_pb2,
+    session_bundle_config_pb2,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROTOS_DIR = REPO_ROOT / "src" / "servoir" / "protos"
@@ -487,7 +490,8 @@ def test_text_format_configs() -> None:
     platform = text_format.Parse(
         platform_text, platform_config_pb2.PlatformConfigMap(), descriptor_pool=POOL
     )
-    adapter = message_class("tensorflow.serving.SavedModelBundleSourceAdapterConfig")()
+    # (The Any's type is in POOL because its module is imported above, as any type must be.)
+    adapter = saved_model_bundle_source_adapter_pb2.SavedModelBundleSourceAdapterConfig()
     assert platform.platform_configs["tensorflow"].source_adapter_config.Unpack(adapter)
     assert adapter.legacy_config.batching_parameters.max_batch_size.value == 8
 
