@@ -78,6 +78,32 @@ def test_free_threads_share_the_waiting_rows() -> None:
     run(test)
 
 
+@pytest.mark.parametrize(("allowed", "shares"), [((), [5, 5]), ((4, 8, 16), [2, 8]), ((16,), [10])])
+def test_shares_are_rounded_up_to_allowed_batch_sizes(
+    allowed: tuple[int, ...], shares: list[int]
+) -> None:
+    async def test() -> None:
+        busy, fake = FakeServable("busy"), FakeServable()
+        scheduler = BatchScheduler(3)
+        servable = batching(fake, scheduler, max_batch_size=16, allowed_batch_sizes=allowed)
+        await call(servable, row(0))  # starts the threads
+        busy.hold()
+        held = asyncio.create_task(call(batching(busy, scheduler), row(0)))
+        await busy.running.wait()  # a loaded server: one thread busy, two free
+        fake.hold()
+        fake.batches.clear()
+        burst = [asyncio.create_task(call(servable, row(i))) for i in range(10)]
+        await turns()
+        # Real rows per batch (padding rows are copies of the last part's row 0).
+        assert sorted(int((b[:, 0] != b[-1, 0]).sum()) + 1 for b in fake.batches) == shares
+        fake.gate.set()
+        busy.gate.set()
+        assert [(await t)["y"][0, 0] for t in burst] == [2.0 * i for i in range(10)]
+        await held
+
+    run(test)
+
+
 def test_free_threads_go_to_different_models_before_sharing_one() -> None:
     async def test() -> None:
         a, b, busy = FakeServable("a"), FakeServable("b"), FakeServable("busy")

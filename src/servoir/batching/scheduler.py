@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from servoir.batching.formation import padded_size
 from servoir.batching.policy import choose, next_wakeup
 from servoir.batching.queue import Batch, BatchQueue, Request
 from servoir.errors import Code, ServingError
@@ -212,7 +213,8 @@ class BatchScheduler:
     def _share(self, index: int) -> int | None:
         """At most how many rows a worker takes from queue `index` (None: a whole batch):
         its share of the queue's waiting rows among the free threads that queue can have
-        (free threads less one for each other queue with work waiting)."""
+        (free threads less one for each other queue with work waiting), rounded up to an
+        allowed batch size."""
         free = 1 + len(self._idle) + self._waking
         if not self._when_idle or free == 1:
             return None
@@ -220,8 +222,11 @@ class BatchScheduler:
         threads = free - others
         if threads <= 1:
             return None
-        rows = sum(batch.size for batch in self._queues[index].batches)
-        return -(-rows // threads)
+        queue = self._queues[index]
+        rows = sum(batch.size for batch in queue.batches)
+        # Rounded up to an allowed batch size: shares padded to a fixed size would each
+        # compute that many rows, more in all than one batch would.
+        return padded_size(-(-rows // threads), queue.options.allowed_batch_sizes)
 
     def _arm(self, now: float) -> None:
         """Wake up for the next batch timeout (a busy worker looks for work itself when it
