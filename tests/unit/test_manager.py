@@ -43,6 +43,23 @@ def test_loads_and_serves_latest() -> None:
     run(test)
 
 
+def test_label_and_removal_changes_wake_waiters() -> None:
+    # No transition announces a label move or a removal; waiters must still wake.
+    async def test(manager: Manager) -> None:
+        aspire(manager, FakeLoader(1), FakeLoader(2))
+        await manager.wait_until(lambda: manager.settled(["m"]))
+        moved = asyncio.ensure_future(manager.wait_until(lambda: manager.labels("m") == {"a": 2}))
+        await asyncio.sleep(0)  # the waiter is parked before the change
+        manager.set_labels("m", {"a": 2})
+        await asyncio.wait_for(moved, timeout=5)
+        gone = asyncio.ensure_future(manager.wait_until(lambda: manager.model_names() == []))
+        await asyncio.sleep(0)
+        manager.remove_model("m")
+        await asyncio.wait_for(gone, timeout=5)
+
+    run(test)
+
+
 def test_swap_keeps_old_version_until_new_is_available() -> None:
     async def test(manager: Manager) -> None:
         aspire(manager, FakeLoader(1))

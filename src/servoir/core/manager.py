@@ -108,6 +108,7 @@ class Manager:
     def set_labels(self, name: str, labels: Mapping[str, int]) -> None:
         self._models.setdefault(name, _Model()).labels = dict(labels)
         self._publish()
+        self._notify()  # waiters may be waiting on labels, which no transition announces
 
     def set_model_error(self, name: str, error: str | None) -> None:
         model = self._models.setdefault(name, _Model())
@@ -127,6 +128,7 @@ class Manager:
         model.labels = {}
         model.error = None
         self._publish()
+        self._notify()
 
     def unloaded(self, name: str) -> bool:
         model = self._models.get(name)
