@@ -225,7 +225,9 @@ def test_config_file_poll_adds_removes_and_moves_labels(
         text = CONFIG.format(
             a=tmp_path / "a", stable=stable, other=other, other_path=tmp_path / other
         )
-        config_file.write_text(text)
+        staging = tmp_path / "models.config.new"
+        staging.write_text(text)
+        os.replace(staging, config_file)  # atomic, as docs/lifecycle.md asks
 
     write(1, "b")
     server = server_factory(
