@@ -108,7 +108,6 @@ class Manager:
     def set_labels(self, name: str, labels: Mapping[str, int]) -> None:
         self._models.setdefault(name, _Model()).labels = dict(labels)
         self._publish()
-        self._notify()  # waiters may be waiting on labels, which no transition announces
 
     def set_model_error(self, name: str, error: str | None) -> None:
         model = self._models.setdefault(name, _Model())
@@ -128,7 +127,6 @@ class Manager:
         model.labels = {}
         model.error = None
         self._publish()
-        self._notify()
 
     def unloaded(self, name: str) -> bool:
         model = self._models.get(name)
@@ -288,6 +286,8 @@ class Manager:
             available = {v: h for v, h in model.versions.items() if h.state is State.AVAILABLE}
             models[name] = build_entry(available, model.labels)
         self._map = ServingMap(models)
+        # Label moves and removals change what waiters see without any transition.
+        self._notify()
 
     def _enter(
         self,
