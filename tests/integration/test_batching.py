@@ -23,6 +23,7 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
+import tritonclient.http as httpclient
 
 from servoir.batching.options import BatchingConfig, BatchingOptions
 from servoir.config.model_config import ModelConfig
@@ -357,3 +358,33 @@ def test_batches_show_in_the_metrics(client: httpx.Client) -> None:
     sizes = [line for line in text.splitlines() if line.startswith("servoir_batch_size_sum")]
     assert any('model="mlp"' in line and float(line.split()[-1]) >= 3 for line in sizes)
     assert 'servoir_batch_queue_depth{model="mlp"} 0.0' in text
+
+
+def test_kserve_v2_requests_with_binary_tensors_are_batched(
+    server: RunningServer, client: httpx.Client, repo: Path
+) -> None:
+    inputs = mlp_rows(6, seed=6)
+    expected = reference(repo, inputs)
+    url = server.rest_url.removeprefix("http://")
+
+    def infer(i: int) -> np.ndarray:
+        with httpclient.InferenceServerClient(url) as triton:
+            x = httpclient.InferInput("x", [1, 784], "FP32")
+            x.set_data_from_numpy(inputs[i : i + 1], binary_data=True)
+            wanted = [httpclient.InferRequestedOutput("logits", binary_data=True)]
+            result = triton.infer("mlp", [x], outputs=wanted)
+        return np.asarray(result.as_numpy("logits"))
+
+    before = stats(server)
+    with (
+        concurrent.futures.ThreadPoolExecutor(len(inputs)) as pool,
+        batch_thread_busy(server, client) as first,
+    ):
+        futures = [pool.submit(infer, i) for i in range(len(inputs))]
+        server.poll_until(lambda: stats(server).queued_tasks == len(inputs))
+    assert first.result().status_code == 200
+    for i, future in enumerate(futures):
+        np.testing.assert_allclose(future.result(), expected[i : i + 1], rtol=1e-5, atol=1e-6)
+    after = stats(server)
+    assert after.batches_run - before.batches_run == 2  # the first request, then all six
+    assert after.rows_run - before.rows_run == len(inputs) + 1
