@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,15 +90,20 @@ def stats(server: RunningServer) -> Any:
 
 
 @contextlib.contextmanager
-def batch_thread_busy(server: RunningServer, client: httpx.Client) -> Iterator[Any]:
-    """Park a job on the only inference thread, then send one request: its batch takes the
-    only batch thread and waits behind the job until the block ends. Yields its future."""
+def batch_thread_busy(
+    server: RunningServer,
+    client: httpx.Client,
+    send: Callable[[], httpx.Response] | None = None,
+) -> Iterator[Any]:
+    """Park a job on the only inference thread, then send one request (`send`; default: a
+    row to mlp): its batch takes the only batch thread and waits behind the job until the
+    block ends. Yields its future."""
     assert server.server is not None
     release = threading.Event()
     server.server._inference_executor.submit(release.wait)  # the only inference thread
     pool = concurrent.futures.ThreadPoolExecutor(1)
     try:
-        first = pool.submit(predict, client, "mlp", mlp_rows(1, seed=99))
+        first = pool.submit(send or (lambda: predict(client, "mlp", mlp_rows(1, seed=99))))
         server.poll_until(lambda: stats(server).running_batches == 1)
         yield first
     finally:

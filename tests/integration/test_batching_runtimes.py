@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import textwrap
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,8 @@ from servoir.runtimes.registry import RuntimeOptions
 from servoir.server import ServerConfig
 from tests.integration.harness import RunningServer
 from tests.integration.load import ClosedLoop
-from tests.integration.test_batching import stats
-from tests.integration.test_lifecycle import ONE, factor, publish, wait_states
+from tests.integration.test_batching import batch_thread_busy, stats
+from tests.integration.test_lifecycle import ONE, factor, publish, serve, wait_states
 from tests.models import scale_model
 
 torch = pytest.importorskip("torch")
@@ -100,19 +99,16 @@ def queued_together(
 ) -> list[httpx.Response]:
     """Hold the only batch thread with a first request, queue `bodies` behind it, release:
     the queued requests run as one batch. Returns their responses, in order."""
-    assert server.server is not None
-    release = threading.Event()
-    server.server._inference_executor.submit(release.wait)  # the only inference thread
     url = f"/v1/models/{model}:predict"
-    with concurrent.futures.ThreadPoolExecutor(len(bodies) + 1) as pool:
-        first = pool.submit(client.post, url, json=bodies[0])
-        server.poll_until(lambda: stats(server).running_batches == 1)
+    with (
+        concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool,
+        batch_thread_busy(server, client, lambda: client.post(url, json=bodies[0])) as first,
+    ):
         before = stats(server)
         futures = [pool.submit(client.post, url, json=body) for body in bodies]
         server.poll_until(lambda: stats(server).queued_tasks == len(bodies))
-        release.set()
-        assert first.result().status_code == 200, first.result().text
-        responses = [f.result() for f in futures]
+    assert first.result().status_code == 200, first.result().text
+    responses = [f.result() for f in futures]
     server.poll_until(lambda: stats(server).running_batches == 0)
     after = stats(server)
     # the first request's batch ends, then one batch runs all the queued requests
@@ -172,19 +168,12 @@ def test_a_python_model_that_does_not_declare_it_is_served_unbatched(
 def swapping(tmp_path: Path) -> Iterator[tuple[RunningServer, Path]]:
     base = tmp_path / "m"
     scale_model(base / "1", 1.0)
-    config = ServerConfig(
-        models=[ModelConfig("m", base)],
-        rest_port=0,
-        bind_address="127.0.0.1",
-        grpc=GrpcOptions(port=None),
-        file_system_poll_wait_seconds=0.05,
-        version_quiet_seconds=0.5,
-        max_num_load_retries=0,
+    running = serve(  # test_lifecycle's polling server, batched on one thread
+        [ModelConfig("m", base)],
         num_inference_threads=1,
         runtime=RuntimeOptions(inline_run_max_seconds=0.0),
         batching=BatchingConfig(BatchingOptions(num_batch_threads=1, max_batch_size=8)),
     )
-    running = RunningServer(config).start()
     yield running, base
     running.stop()
 
@@ -210,20 +199,21 @@ def test_requests_queued_on_an_unloading_version_are_answered_by_it(
     swapping: tuple[RunningServer, Path],
 ) -> None:
     server, base = swapping
-    assert server.server is not None
-    url = server.rest_url + "/v1/models/m:predict"
-    release = threading.Event()
-    server.server._inference_executor.submit(release.wait)  # the only inference thread
-    with concurrent.futures.ThreadPoolExecutor(6) as pool:
-        first = pool.submit(httpx.post, url, json=ONE, timeout=60)
-        server.poll_until(lambda: stats(server).running_batches == 1)
-        queued = [pool.submit(httpx.post, url, json=ONE, timeout=60) for _ in range(4)]
-        server.poll_until(lambda: stats(server).queued_tasks == 4)
-        publish(base, 2, lambda p: scale_model(p, 2.0))
-        wait_states(server, "m", {2: State.AVAILABLE, 1: State.UNLOADING})  # waits for its requests
-        after_swap = pool.submit(httpx.post, url, json=ONE, timeout=60)
-        server.poll_until(lambda: stats(server).queued_tasks == 5)  # in version 2's queue
-        release.set()
+    with (
+        httpx.Client(base_url=server.rest_url, timeout=60) as client,
+        concurrent.futures.ThreadPoolExecutor(5) as pool,
+    ):
+
+        def send() -> httpx.Response:
+            return client.post("/v1/models/m:predict", json=ONE)
+
+        with batch_thread_busy(server, client, send) as first:
+            queued = [pool.submit(send) for _ in range(4)]
+            server.poll_until(lambda: stats(server).queued_tasks == 4)
+            publish(base, 2, lambda p: scale_model(p, 2.0))
+            wait_states(server, "m", {2: State.AVAILABLE, 1: State.UNLOADING})  # waits for them
+            after_swap = pool.submit(send)
+            server.poll_until(lambda: stats(server).queued_tasks == 5)  # in version 2's queue
         responses = [first.result(), *(f.result() for f in queued)]
         newer = after_swap.result()
     assert [r.status_code for r in responses] == [200] * 5
