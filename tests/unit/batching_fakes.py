@@ -40,6 +40,7 @@ class FakeServable:
         self.running = asyncio.Event()
         self.answer = answer
         self.closed = False
+        self.runs_on_loop = False  # what a runtime reports once it measured its runs fast
 
     @property
     def signatures(self) -> Mapping[str, Signature]:

@@ -78,6 +78,29 @@ def test_free_threads_share_the_waiting_rows() -> None:
     run(test)
 
 
+def test_a_model_that_runs_on_the_loop_takes_whole_batches() -> None:
+    async def test() -> None:
+        busy, fake = FakeServable("busy"), FakeServable()
+        fake.runs_on_loop = True
+        scheduler = BatchScheduler(3)
+        busy_model = batching(busy, scheduler)
+        servable = batching(fake, scheduler, max_batch_size=16)
+        await call(servable, row(0))  # starts the threads
+        fake.batches.clear()
+        busy.hold()
+        held = asyncio.create_task(call(busy_model, row(0)))
+        await busy.running.wait()  # one thread busy, two free, as in the sharing test
+        burst = [asyncio.create_task(call(servable, row(i))) for i in range(10)]
+        # Its batches would run one after another on the loop: shares would only add
+        # batches, so one thread takes everything waiting.
+        assert [(await t)["y"][0, 0] for t in burst] == [2.0 * i for i in range(10)]
+        assert [len(b) for b in fake.batches] == [10]
+        busy.gate.set()
+        await held
+
+    run(test)
+
+
 @pytest.mark.parametrize(("allowed", "shares"), [((), [5, 5]), ((4, 8, 16), [2, 8]), ((16,), [10])])
 def test_shares_are_rounded_up_to_allowed_batch_sizes(
     allowed: tuple[int, ...], shares: list[int]

@@ -129,9 +129,13 @@ class BatchQueue:
         length_buckets: tuple[int, ...] | None = None,
         meter: Meter | None = None,
         nearest: bool = False,
+        on_loop: Callable[[], bool] | None = None,
     ) -> None:
         self.name = name
         self._nearest = nearest
+        # Whether the model's runs execute on the event loop now (measured fast): such
+        # batches never run side by side, so sharing one out between threads cannot help.
+        self.on_loop = on_loop or _never
         self.options = options
         self.run = runner
         self.limit = options.batch_limit
@@ -278,6 +282,10 @@ class BatchQueue:
     @property
     def queued_tasks(self) -> int:
         return sum(len(b.parts) for b in self.batches)
+
+
+def _never() -> bool:
+    return False
 
 
 def _split_front(batch: Batch, max_rows: int) -> Batch:

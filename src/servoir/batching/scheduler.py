@@ -214,15 +214,16 @@ class BatchScheduler:
         """At most how many rows a worker takes from queue `index` (None: a whole batch):
         its share of the queue's waiting rows among the free threads that queue can have
         (free threads less one for each other queue with work waiting), rounded up to an
-        allowed batch size."""
+        allowed batch size. A model that runs on the loop takes whole batches: its shares
+        would run one after another, each paying a batch's overhead for nothing."""
         free = 1 + len(self._idle) + self._waking
-        if not self._when_idle or free == 1:
+        queue = self._queues[index]
+        if not self._when_idle or free == 1 or queue.on_loop():
             return None
         others = sum(1 for i, q in enumerate(self._queues) if i != index and q.batches)
         threads = free - others
         if threads <= 1:
             return None
-        queue = self._queues[index]
         rows = sum(batch.size for batch in queue.batches)
         # Rounded up to an allowed batch size: shares padded to a fixed size would each
         # compute that many rows, more in all than one batch would.

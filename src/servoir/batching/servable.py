@@ -3,7 +3,9 @@ shared scheduler and runs whole batches through the wrapped servable's own run()
 
 A runtime opts in per servable with an attribute `batchable: bool` (True when every input
 and output has a variable dim 0 that requests may be concatenated along; ONNX models with a
-dynamic batch dim set it). Servables without it, or with False, are served unbatched.
+dynamic batch dim set it). Servables without it, or with False, are served unbatched. An
+optional `runs_on_loop: bool` says the servable's runs execute on the event loop (measured
+fast), so its batches cannot run side by side and are never shared out between threads.
 """
 
 from __future__ import annotations
@@ -110,6 +112,9 @@ class BatchingServable:
         finally:
             timer.cancel()
 
+    def _on_loop(self) -> bool:
+        return bool(getattr(self._inner, "runs_on_loop", False))
+
     def _fits_alone(self, size: int) -> bool:
         """A batch of this one request would be run as it is (no split, no padding)."""
         options = self._options
@@ -150,6 +155,7 @@ class BatchingServable:
             self._buckets,
             self._meter,
             self._nearest,
+            self._on_loop,
         )
         self._queues[key] = created
         self._scheduler.add_queue(created)

@@ -30,10 +30,15 @@ class BlockingRunner:
         self._allow_inline = allow_inline
         self._ewma: float | None = None
 
-    async def run(self, fn: Callable[[], T], deadline: float | None) -> T:
+    @property
+    def inline(self) -> bool:
+        """The next run executes on the event loop (the model was measured fast)."""
         ewma = self._ewma
         inline_max = self._context.options.inline_run_max_seconds
-        if self._allow_inline and ewma is not None and ewma < inline_max:
+        return self._allow_inline and ewma is not None and ewma < inline_max
+
+    async def run(self, fn: Callable[[], T], deadline: float | None) -> T:
+        if self.inline:
             return self._timed(fn)
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._context.executor, self._timed, fn)

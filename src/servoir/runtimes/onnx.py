@@ -91,6 +91,11 @@ class OnnxServable:
     def signatures(self) -> Mapping[str, Signature]:
         return self._signatures
 
+    @property
+    def runs_on_loop(self) -> bool:
+        """Runs execute on the event loop now, one at a time (servoir.batching reads it)."""
+        return self._runner.inline
+
     async def run(
         self,
         signature_name: str,
