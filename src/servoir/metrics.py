@@ -32,6 +32,11 @@ LATENCY_BUCKETS_S = (
     2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# TF Serving's batching_session buckets: queuing latency 100 us * 1.2^i (52, about 1 s),
+# batch sizes 2^i (14).
+TF_QUEUING_BUCKETS_US = tuple(100 * 1.2**i for i in range(52))
+TF_BATCH_SIZE_BUCKETS = tuple(float(2**i) for i in range(14))
+TF_BATCHING = ":tensorflow:serving:batching_session:"
 
 
 class _Answer(Protocol):
@@ -122,7 +127,32 @@ class Metrics:
             ["model_name", "API", "runtime"],
             TF_LATENCY_BUCKETS_US,
         )
-        register(t, self.tf_request_count, self.tf_request_latency, self.tf_runtime_latency)
+        # TF Serving's batching metrics carry no model label (TF's session cannot see the
+        # model name); Servoir's servoir_batch_* metrics have it.
+        self.tf_queuing_latency = LoopHistogram(
+            TF_BATCHING + "queuing_latency", "", ["thread_pool_name"], TF_QUEUING_BUCKETS_US
+        )
+        self.tf_wrapped_run_count = LoopCounter(TF_BATCHING + "wrapped_run_count", "", [])
+        self.tf_input_batch_size = LoopHistogram(
+            TF_BATCHING + "input_batch_size", "", [], TF_BATCH_SIZE_BUCKETS
+        )
+        self.tf_processed_batch_size = LoopHistogram(
+            TF_BATCHING + "processed_batch_size", "", [], TF_BATCH_SIZE_BUCKETS
+        )
+        self.tf_padding_size = LoopHistogram(
+            TF_BATCHING + "padding_size", "", ["execution_batch_size"], TF_BATCH_SIZE_BUCKETS
+        )
+        register(
+            t,
+            self.tf_request_count,
+            self.tf_request_latency,
+            self.tf_runtime_latency,
+            self.tf_queuing_latency,
+            self.tf_wrapped_run_count,
+            self.tf_input_batch_size,
+            self.tf_processed_batch_size,
+            self.tf_padding_size,
+        )
         self._tf_runtime: dict[tuple[str, str, str], LoopHistogramChild] = {}
 
     async def measured(self, model: str, protocol: str, work: Awaitable[R]) -> R:
@@ -197,6 +227,14 @@ def _number(value: float) -> str:
     return repr(value)
 
 
+def _tf_label(name: str, value: str) -> str:
+    # TF prints bucket bounds with absl::StrCat, six significant digits like %g ("10",
+    # "172.8"): dashboards that select a bucket by its le value keep matching.
+    if name == "le" and value != "+Inf":
+        value = format(float(value), ".6g")
+    return f'{name}="{_escape(value)}"'
+
+
 def render_tf_format(registry: CollectorRegistry) -> bytes:
     """TF Serving's exposition: `# TYPE` lines, no `# HELP`, counters without `_total`."""
     lines: list[str] = []
@@ -208,6 +246,6 @@ def render_tf_format(registry: CollectorRegistry) -> bytes:
                 continue
             if family.type == "counter" and name.endswith("_total"):
                 name = name[: -len("_total")]
-            labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sample.labels.items())
+            labels = ",".join(_tf_label(k, v) for k, v in sample.labels.items())
             lines.append(f"{name}{{{labels}}} {_number(sample.value)}")
     return ("\n".join(lines) + "\n").encode()

@@ -27,6 +27,7 @@ import tritonclient.http as httpclient
 
 from servoir.batching.options import BatchingConfig, BatchingOptions
 from servoir.config.model_config import ModelConfig
+from servoir.config.monitoring import PrometheusConfig
 from servoir.frontends.grpc.server import GrpcOptions
 from servoir.frontends.grpc.tf_tensors import decode_tensor, encode_tensor
 from servoir.protos.tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
@@ -78,6 +79,7 @@ def server(repo: Path) -> Iterator[RunningServer]:
         num_inference_threads=1,
         runtime=RuntimeOptions(inline_run_max_seconds=0.0),
         batching=BatchingConfig(BatchingOptions(num_batch_threads=1), per_model=True),
+        prometheus=PrometheusConfig(enable=True),
     )
     running = RunningServer(config).start()
     yield running
@@ -252,6 +254,34 @@ def test_large_requests_are_split_and_batches_padded(
     too_big = predict(client, "split", np.zeros((9, 2), np.float32))
     assert too_big.status_code == 400
     assert too_big.json()["error"] == "Task size 9 is larger than maximum input batch size 8"
+
+
+def tf_metrics(client: httpx.Client) -> dict[str, float]:
+    """TF Serving's monitoring page as {series with labels: value}."""
+    text = client.get("/monitoring/prometheus/metrics").text
+    lines = (line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+    return {series: float(value) for series, value in lines}
+
+
+def test_tf_servings_batching_metrics_at_the_monitoring_path(client: httpx.Client) -> None:
+    before = tf_metrics(client)
+    x = np.arange(10, dtype=np.float32).reshape(5, 2)
+    assert predict(client, "split", x).status_code == 200
+    after = tf_metrics(client)
+
+    def grew(series: str) -> float:
+        name = ":tensorflow:serving:batching_session:" + series
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    # 5 rows split into batches of 2 + 2 + 1, the last padded to the allowed size 2.
+    assert grew("wrapped_run_count{}") == 3
+    assert grew("input_batch_size_count{}") == 1  # one request, one input tensor
+    assert grew('input_batch_size_bucket{le="4"}') == 0
+    assert grew('input_batch_size_bucket{le="8"}') == 1
+    assert grew("processed_batch_size_sum{}") == 6
+    assert grew('padding_size_count{execution_batch_size="2"}') == 3
+    assert grew('padding_size_sum{execution_batch_size="2"}') == 1
+    assert grew('queuing_latency_count{thread_pool_name=""}') == 3
 
 
 def mixed(ids: list[int], tag: str) -> dict[str, Any]:

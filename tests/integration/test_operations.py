@@ -110,7 +110,11 @@ def test_tf_serving_metrics_at_the_monitoring_path(server: RunningServer) -> Non
         ':tensorflow:serving:request_latency_count{model_name="m",API="predict",entrypoint="REST"}'
     )
     assert int(lines[count]) >= 1
-    assert '{model_name="m",API="predict",entrypoint="REST",le="10.0"}' in text
+    # Bucket bounds as TF prints them (six significant digits, no trailing ".0").
+    assert '{model_name="m",API="predict",entrypoint="REST",le="10"}' in text
+    assert '{model_name="m",API="predict",entrypoint="REST",le="104.976"}' in text
+    # TF's batching metrics are declared even with batching off, as in TF Serving.
+    assert "# TYPE :tensorflow:serving:batching_session:wrapped_run_count counter" in text
     # The model's run alone; runtime is the platform for models other than TensorFlow's.
     runtime = (
         ':tensorflow:serving:runtime_latency_count{model_name="m",API="Predict",runtime="onnx"}'

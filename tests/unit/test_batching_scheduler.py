@@ -382,5 +382,16 @@ def test_batches_are_reported_to_the_servers_metrics() -> None:
         assert sample("servoir_batch_size_sum", {"model": "m"}) == 4  # real rows: 1 + 3
         assert sample("servoir_batch_padding_rows_sum", {"model": "m"}) == 2  # 1->2, 3->4
         assert sample("servoir_batch_queue_wait_seconds_count", {"model": "m"}) == 4
+        # TF Serving's batching_session metrics, under TF's names and labels.
+        tf = metrics.tf_registry.get_sample_value
+        prefix = ":tensorflow:serving:batching_session:"
+        assert tf(prefix + "wrapped_run_count_total", {}) == 2
+        assert tf(prefix + "input_batch_size_count", {}) == 4  # one input tensor each
+        assert tf(prefix + "processed_batch_size_sum", {}) == 6  # padded sizes 2 + 4
+        for execution_size in ("2", "4"):
+            labels = {"execution_batch_size": execution_size}
+            assert tf(prefix + "padding_size_count", labels) == 1
+            assert tf(prefix + "padding_size_sum", labels) == 1
+        assert tf(prefix + "queuing_latency_count", {"thread_pool_name": ""}) == 4
 
     run(test)

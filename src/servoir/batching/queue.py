@@ -43,6 +43,10 @@ QUEUE_FULL = "The batch scheduling queue to which this task was submitted is ful
 class Meter(Protocol):
     """Where a queue reports what it does (the server adapts its metrics registry)."""
 
+    def received(self, rows: int, tensors: int) -> None:
+        """A request of `rows` rows in each of its `tensors` input tensors arrived."""
+        ...
+
     def queued(self, delta: int) -> None:
         """Parts waiting in the queue went up (or down) by `delta`."""
         ...

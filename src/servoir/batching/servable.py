@@ -86,6 +86,8 @@ class BatchingServable:
         deadline: float | None,
     ) -> dict[str, Array]:
         size = task_size(inputs)
+        if self._meter is not None:
+            self._meter.received(size, len(inputs))
         if size == 0:  # nothing to batch; the runtime answers empty outputs itself
             return await self._inner.run(signature_name, inputs, output_aliases, deadline)
         queue = self._queue(signature_name, inputs)
@@ -220,14 +222,25 @@ class BatchingServable:
 
 
 class MetricsMeter:
-    """A queue's reports, as the server's Prometheus metrics (labelled by model). Queues
-    report from the event loop only, so these are the loop's lock-free metrics."""
+    """A queue's reports, as the server's Prometheus metrics: Servoir's (labelled by model)
+    and TF Serving's batching_session ones. Queues report from the event loop only, so these
+    are the loop's lock-free metrics."""
 
     def __init__(self, metrics: Metrics, model: str) -> None:
         self._depth = metrics.queue_depth.child(model)
         self._size = metrics.batch_size.child(model)
         self._padding = metrics.batch_padding.child(model)
         self._wait = metrics.queue_wait.child(model)
+        # TF Serving's model server labels queuing latency with an empty thread pool name.
+        self._tf_wait = metrics.tf_queuing_latency.child("")
+        self._tf_runs = metrics.tf_wrapped_run_count.child()
+        self._tf_input = metrics.tf_input_batch_size.child()
+        self._tf_processed = metrics.tf_processed_batch_size.child()
+        self._tf_padding = metrics.tf_padding_size
+
+    def received(self, rows: int, tensors: int) -> None:
+        for _ in range(tensors):  # as TF: one sample per input tensor
+            self._tf_input.observe(rows)
 
     def queued(self, delta: int) -> None:
         self._depth[0] += delta
@@ -235,8 +248,12 @@ class MetricsMeter:
     def ran(self, rows: int, padding: int, waits: Sequence[float]) -> None:
         self._size.observe(rows - padding)
         self._padding.observe(padding)
+        self._tf_runs[0] += 1
+        self._tf_processed.observe(rows)
+        self._tf_padding.child(str(rows)).observe(padding)
         for wait in waits:
             self._wait.observe(wait)
+            self._tf_wait.observe(wait * 1e6)
 
 
 @dataclass(frozen=True, slots=True)
