@@ -11,6 +11,8 @@ V2 gRPC API. Targets:
   servoir_rest       Servoir, REST predict (the rest suite's body)                 wrk
   servoir_grpc_py    Servoir, Predict, the Python grpc.aio generator (grpc_load.py)
   mlserver_grpc_py   MLServer, ModelInfer, the Python grpc.aio generator
+  baseline_grpc      a bare grpc.aio Predict handler (benchmarks/baseline_fastapi.py
+                     --grpc_port): the floor of Python gRPC serving cost              h2load
 
 Each request is serialized once and sent as bytes (h2load: one pre-framed gRPC message, see
 benchmarks/grpc_h2load.py; grpc_load.py: a generic unary call without serializers), so the
@@ -24,6 +26,7 @@ two cores with the servers). Goal: servoir_grpc req/s at 32 clients >= 3x mlserv
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import resource
 import urllib.error
@@ -43,7 +46,7 @@ from benchmarks.grpc_h2load import frame, h2load_path, h2load_version, run_h2loa
 from benchmarks.grpc_load import run_grpc_load
 from benchmarks.loadgen import LoadgenError, WrkResult, run_wrk
 from benchmarks.payload import mlp_instances, tf_serving_predict_body
-from benchmarks.servers import ServerError, ServerProcess, ServerSpec, free_port
+from benchmarks.servers import ServerError, ServerProcess, ServerSpec, baseline_spec, free_port
 from benchmarks.stats import fmt, ratio, summarize
 
 NAME = "grpc"
@@ -72,6 +75,7 @@ TARGETS = (
     Target("servoir_rest", "servoir", "rest", "wrk"),
     Target("servoir_grpc_py", "servoir", "tfs_grpc", "python"),
     Target("mlserver_grpc_py", "mlserver", "v2_grpc", "python"),
+    Target("baseline_grpc", "baseline", "tfs_grpc", "h2load"),
 )
 # Ratios reported at every concurrency: (numerator, denominator).
 RATIOS = (
@@ -80,6 +84,7 @@ RATIOS = (
     ("servoir_grpc_py", "mlserver_grpc_py"),
     ("servoir_grpc", "servoir_rest"),
     ("servoir_grpc_py", "servoir_grpc"),
+    ("servoir_grpc", "baseline_grpc"),
 )
 
 
@@ -236,6 +241,9 @@ def _start(
     deadline = 60.0
     if server_name == "servoir":
         spec: ServerSpec = _servoir_spec(grpc_port)
+    elif server_name == "baseline":
+        spec = baseline_spec(MODEL)
+        spec = dataclasses.replace(spec, command=f"{spec.command} --grpc_port={grpc_port}")
     else:
         root = work / "mlserver"
         models = mlserver_setup.write_model_folder(root, MODEL, model_file)
