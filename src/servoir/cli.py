@@ -8,14 +8,22 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from servoir import __version__, logs
-from servoir.batching.options import BatchingConfig
+from servoir.batching.options import BatchingConfig, with_platforms
 from servoir.batching.options import config_from_flags as batching_from_flags
 from servoir.config.flags import build_parser, parse_flags
 from servoir.config.model_config import ModelConfig, read_file
 from servoir.config.monitoring import PrometheusConfig, read_monitoring
+from servoir.config.platform_config import (
+    TENSORFLOW,
+    PlatformSettings,
+    batching_by_platform,
+    read_platform_config,
+    read_session_config,
+)
 from servoir.config.tensorflow_flags import saved_model_tags, session_threads
 from servoir.errors import ServingError
 from servoir.frontends.grpc.server import GrpcOptions, parse_channel_arguments
@@ -91,17 +99,70 @@ def _monitoring(path: str) -> PrometheusConfig:
         raise UsageError(e.message) from None
 
 
-def _batching(values: argparse.Namespace) -> BatchingConfig | None:
+def _batching(
+    values: argparse.Namespace, platforms: dict[str, PlatformSettings]
+) -> BatchingConfig | None:
     try:
-        return batching_from_flags(
+        config = batching_from_flags(
             values.enable_batching,
             values.batching_parameters_file,
             values.enable_per_model_batching_parameters,
             values.batching_dispatch_when_idle,
             values.batching_length_buckets,
         )
+        return with_platforms(
+            config,
+            batching_by_platform(platforms),
+            values.batching_dispatch_when_idle,
+            values.batching_length_buckets,
+        )
     except ServingError as e:
         raise UsageError(e.message) from None
+
+
+def _platforms(values: argparse.Namespace) -> dict[str, PlatformSettings]:
+    if not values.platform_config_file:
+        return {}
+    try:
+        platforms = read_platform_config(Path(values.platform_config_file))
+    except ServingError as e:
+        raise UsageError(e.message) from None
+    log.info(
+        "--platform_config_file configures %s: for those models it replaces the batching, "
+        "session, tag and warmup flags",
+        ", ".join(platforms) or "no platform",
+    )
+    return platforms
+
+
+def _tensorflow(
+    values: argparse.Namespace, platforms: dict[str, PlatformSettings], runtime: RuntimeOptions
+) -> RuntimeOptions:
+    """The TensorFlow settings: from the platform config's entry if it has one (the flags
+    are then ignored, as in TF Serving), else from the flags."""
+    entry = platforms.get(TENSORFLOW)
+    if entry is not None:
+        return replace(
+            runtime,
+            saved_model_tags=entry.saved_model_tags,
+            tensorflow_session_config=entry.session_config,
+        )
+    intra, inter = _tensorflow_threads(values)
+    session_config = b""
+    if values.tensorflow_session_config_file:
+        try:
+            session_config = read_session_config(
+                Path(values.tensorflow_session_config_file), intra, inter
+            )
+        except ServingError as e:
+            raise UsageError(e.message) from None
+    return replace(
+        runtime,
+        saved_model_tags=saved_model_tags(values.saved_model_tags),
+        tensorflow_intra_op_threads=intra,
+        tensorflow_inter_op_threads=inter,
+        tensorflow_session_config=session_config,
+    )
 
 
 def _tensorflow_threads(values: argparse.Namespace) -> tuple[int, int]:
@@ -122,7 +183,7 @@ def config_from_flags(argv: list[str]) -> ServerConfig:
         print(f"unknown argument: {arg}", file=sys.stderr)
     if v.port and v.rest_api_port and v.port == v.rest_api_port:
         raise UsageError("--port and --rest_api_port must differ")
-    tf_intra, tf_inter = _tensorflow_threads(v)
+    platforms = _platforms(v)
     return ServerConfig(
         models=_models(v),
         model_config_file=Path(v.model_config_file) if v.model_config_file else None,
@@ -144,23 +205,28 @@ def config_from_flags(argv: list[str]) -> ServerConfig:
             timeout_s=v.rest_api_timeout_in_ms / 1000.0,
             enable_cors=v.rest_api_enable_cors_support,
         ),
-        runtime=RuntimeOptions(
-            onnx_intra_op_threads=v.onnx_intra_op_threads,
-            onnx_inter_op_threads=v.onnx_inter_op_threads,
-            inline_run_max_seconds=v.inline_run_max_us / 1e6,
-            torch_intra_op_threads=v.torch_intra_op_threads,
-            disable_python_models=v.disable_python_models,
-            saved_model_tags=saved_model_tags(v.saved_model_tags),
-            tensorflow_intra_op_threads=tf_intra,
-            tensorflow_inter_op_threads=tf_inter,
+        runtime=_tensorflow(
+            v,
+            platforms,
+            RuntimeOptions(
+                onnx_intra_op_threads=v.onnx_intra_op_threads,
+                onnx_inter_op_threads=v.onnx_inter_op_threads,
+                inline_run_max_seconds=v.inline_run_max_us / 1e6,
+                torch_intra_op_threads=v.torch_intra_op_threads,
+                disable_python_models=v.disable_python_models,
+            ),
         ),
         enable_signature_method_name_check=v.enable_signature_method_name_check,
         file_system_poll_wait_seconds=v.file_system_poll_wait_seconds,
         version_quiet_seconds=v.version_quiet_seconds,
         warmup=WarmupOptions(v.enable_model_warmup, v.num_request_iterations_for_warmup),
+        platform_warmup={
+            runtime: WarmupOptions(entry.warmup, entry.warmup_iterations)
+            for runtime, entry in platforms.items()
+        },
         num_load_threads=v.num_load_threads,
         enable_model_control=v.enable_model_control,
-        batching=_batching(v),
+        batching=_batching(v, platforms),
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from servoir.batching.servable import Batching
@@ -41,9 +41,12 @@ class Repository:
         allow_version_labels_for_unavailable_models: bool = False,
         version_quiet_seconds: float = 2.0,
         warmup: WarmupOptions | None = None,
+        platform_warmup: Mapping[str, WarmupOptions] | None = None,
         batching: Batching | None = None,
     ) -> None:
         self._warmup = warmup or WarmupOptions()
+        # --platform_config_file: a runtime's entry replaces the warmup flags for it.
+        self._platform_warmup = dict(platform_warmup or {})
         self._batching = batching  # None: --enable_batching is off
         self._manager = manager
         self._context = context
@@ -74,11 +77,14 @@ class Repository:
         except ServingError as e:
             return AspiredVersion(version.version, error=e)
         loader: Loader = factory(model.name, version.version, version.path, self._context)
-        loader = WarmupLoader(loader, version.path, self._warmup)
+        warmup = self._platform_warmup.get(platform, self._warmup)
+        loader = WarmupLoader(loader, version.path, warmup)
         if self._batching is not None:
             # Outermost: warmup replays on the bare servable (in the load thread, off the
             # loop the shared scheduler lives on), then batching composes around it.
-            loader = self._batching.wrap(loader, model.name, version.version, version.path)
+            loader = self._batching.wrap(
+                loader, model.name, version.version, version.path, platform
+            )
         return AspiredVersion(version.version, loader=loader)
 
     def _on_source_error(self, model: ModelSource, message: str) -> None:

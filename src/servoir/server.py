@@ -10,7 +10,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -60,6 +60,8 @@ class ServerConfig:
     file_system_poll_wait_seconds: float = 1.0  # 0: scan once; < 0: never
     version_quiet_seconds: float = 2.0  # a new version's files must be this old to load
     warmup: WarmupOptions = field(default_factory=WarmupOptions)
+    # --platform_config_file: runtimes whose entry sets their warmup (instead of `warmup`).
+    platform_warmup: Mapping[str, WarmupOptions] = field(default_factory=dict)
     prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
     drain_timeout_seconds: float = 30.0
     request_log_rotate_bytes: int = 64 * 1024 * 1024
@@ -137,6 +139,7 @@ class Server:
             ),
             version_quiet_seconds=config.version_quiet_seconds,
             warmup=config.warmup,
+            platform_warmup=config.platform_warmup,
             batching=batching,
         )
         self.service.set_control(self.repository)

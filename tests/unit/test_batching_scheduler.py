@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -319,11 +320,11 @@ class Unbatchable:
 def test_the_loader_wraps_only_batchable_servables(tmp_path: Path) -> None:
     wrap = Batching(BatchScheduler(1), BatchingConfig()).wrap
     fake = FakeServable()
-    assert isinstance(wrap(Loader(fake), "m", 1, tmp_path).load(), BatchingServable)
+    assert isinstance(wrap(Loader(fake), "m", 1, tmp_path, "onnx").load(), BatchingServable)
     plain = Unbatchable()
-    assert wrap(Loader(plain), "m", 1, tmp_path).load() is plain
+    assert wrap(Loader(plain), "m", 1, tmp_path, "onnx").load() is plain
     no_attribute = object()  # servables opt in: without the attribute, no batching
-    assert wrap(Loader(no_attribute), "m", 1, tmp_path).load() is no_attribute
+    assert wrap(Loader(no_attribute), "m", 1, tmp_path, "onnx").load() is no_attribute
 
 
 def test_per_model_parameters_come_from_the_version_directory(tmp_path: Path) -> None:
@@ -331,10 +332,48 @@ def test_per_model_parameters_come_from_the_version_directory(tmp_path: Path) ->
         BatchScheduler(1), BatchingConfig(BatchingOptions(max_batch_size=8), per_model=True)
     )
     fake = FakeServable()
-    assert batching_.wrap(Loader(fake), "m", 1, tmp_path).load() is fake  # no file: unbatched
+    # no file: unbatched
+    assert batching_.wrap(Loader(fake), "m", 1, tmp_path, "onnx").load() is fake
     (tmp_path / "batching_params.pbtxt").write_text("max_batch_size { value: 3 }")
-    wrapped = batching_.wrap(Loader(fake), "m", 1, tmp_path).load()
+    wrapped = batching_.wrap(Loader(fake), "m", 1, tmp_path, "onnx").load()
     assert isinstance(wrapped, BatchingServable) and wrapped.options.max_batch_size == 3
+
+
+def test_a_platform_entry_decides_its_runtimes_batching(tmp_path: Path) -> None:
+    # --platform_config_file: tensorflow batches by its entry, pytorch's entry has no
+    # batching_parameters, onnx has no entry and keeps the flags' settings.
+    config = BatchingConfig(
+        BatchingOptions(max_batch_size=8),
+        platforms={"tensorflow": BatchingOptions(max_batch_size=4), "pytorch": None},
+    )
+    fake = FakeServable()
+
+    def loaded(config: BatchingConfig, platform: str) -> object:
+        return (
+            Batching(BatchScheduler(1), config)
+            .wrap(Loader(fake), "m", 1, tmp_path, platform)
+            .load()
+        )
+
+    tensorflow, onnx = loaded(config, "tensorflow"), loaded(config, "onnx")
+    assert isinstance(tensorflow, BatchingServable) and tensorflow.options.max_batch_size == 4
+    assert isinstance(onnx, BatchingServable) and onnx.options.max_batch_size == 8
+    assert loaded(config, "pytorch") is fake
+    # --enable_batching off: only runtimes with batching in their entry batch
+    assert loaded(replace(config, flags_enabled=False), "onnx") is fake
+
+
+def test_the_scheduler_has_threads_for_the_largest_setting() -> None:
+    config = BatchingConfig(
+        BatchingOptions(num_batch_threads=2),
+        platforms={"tensorflow": BatchingOptions(num_batch_threads=3), "onnx": None},
+    )
+    assert config.threads == 3
+    assert replace(config, platforms={"tensorflow": None}).threads == 2
+    lone = replace(
+        config, flags_enabled=False, platforms={"tensorflow": BatchingOptions(num_batch_threads=1)}
+    )
+    assert lone.threads == 1
 
 
 def test_a_bad_per_model_file_fails_the_load_before_loading(tmp_path: Path) -> None:
@@ -344,7 +383,7 @@ def test_a_bad_per_model_file_fails_the_load_before_loading(tmp_path: Path) -> N
     )
     loader = Loader(FakeServable())
     with pytest.raises(ServingError) as caught:
-        batching_.wrap(loader, "m", 1, tmp_path).load()
+        batching_.wrap(loader, "m", 1, tmp_path, "onnx").load()
     assert caught.value.message == (
         "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 4; expected 8"
     )

@@ -12,6 +12,7 @@ import pytest
 from servoir.cli import UsageError, config_from_flags
 from servoir.config.tensorflow_flags import saved_model_tags, session_threads
 from servoir.errors import Code, ServingError
+from servoir.protos.tensorflow.core.protobuf import config_pb2
 from servoir.runtimes.registry import RuntimeContext, RuntimeOptions, detect_platform
 from servoir.runtimes.tensorflow import make_loader
 from servoir.runtimes.tf_meta_graph import data_type
@@ -100,6 +101,28 @@ def test_thread_settings_go_into_the_session_config() -> None:
     try:
         config = servable._session._config  # type: ignore[attr-defined]
         assert (config.intra_op_parallelism_threads, config.inter_op_parallelism_threads) == (1, 2)
+    finally:
+        servable.close()
+
+
+@pytest.mark.skipif(not HALF_PLUS_TWO.is_dir(), reason=f"no test SavedModel at {HALF_PLUS_TWO}")
+def test_a_session_config_reaches_the_session_whole() -> None:
+    # --tensorflow_session_config_file / a platform config's session_config: every field
+    # goes to TensorFlow; thread counts it leaves at 0 take the runtime's (batching's share).
+    session_config = config_pb2.ConfigProto(intra_op_parallelism_threads=3)
+    session_config.gpu_options.allow_growth = True
+    session_config.graph_options.rewrite_options.constant_folding = 2  # OFF
+    options = RuntimeOptions(
+        tensorflow_inter_op_threads=2,
+        tensorflow_session_config=session_config.SerializeToString(),
+    )
+    with ThreadPoolExecutor(1) as executor:
+        servable = make_loader("m", 1, HALF_PLUS_TWO, RuntimeContext(executor, options)).load()
+    try:
+        config = servable._session._config  # type: ignore[attr-defined]
+        assert (config.intra_op_parallelism_threads, config.inter_op_parallelism_threads) == (3, 2)
+        assert config.gpu_options.allow_growth
+        assert config.graph_options.rewrite_options.constant_folding == 2
     finally:
         servable.close()
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import itertools
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +73,19 @@ class BatchingConfig:
     # Servoir (--batching_length_buckets=nearest): no fixed buckets; each batch is the
     # oldest waiting request and the waiting requests nearest to it in length.
     nearest_length: bool = False
+    # --platform_config_file: runtimes whose entry decides their batching (None: that
+    # runtime is not batched). The flags' settings above apply to the other runtimes, and
+    # only when --enable_batching is on (`flags_enabled`).
+    platforms: Mapping[str, BatchingOptions | None] = field(default_factory=dict)
+    flags_enabled: bool = True
 
     @property
     def threads(self) -> int:
-        return self.options.threads
+        """One scheduler serves every runtime: enough threads for the largest setting."""
+        used = [o for o in self.platforms.values() if o is not None]
+        if self.flags_enabled:
+            used.append(self.options)
+        return max((o.threads for o in used), default=self.options.threads)
 
 
 def _invalid(message: str) -> ServingError:
@@ -207,3 +217,21 @@ def config_from_flags(
         length_buckets=parse_length_buckets(length_buckets),
         nearest_length=length_buckets.strip() == NEAREST,
     )
+
+
+def with_platforms(
+    config: BatchingConfig | None,
+    platforms: Mapping[str, BatchingOptions | None],
+    dispatch_when_idle: bool = True,
+    length_buckets: str = "",
+) -> BatchingConfig | None:
+    """Add a --platform_config_file's batching to the flags' (None: batching is off)."""
+    if not platforms:
+        return config
+    if config is None:
+        if all(options is None for options in platforms.values()):
+            return None
+        config = config_from_flags(True, "", False, dispatch_when_idle, length_buckets)
+        assert config is not None
+        return replace(config, platforms=dict(platforms), flags_enabled=False)
+    return replace(config, platforms=dict(platforms))

@@ -264,8 +264,12 @@ class Batching:
     config: BatchingConfig
     metrics: Metrics | None = None
 
-    def options_for(self, version_path: Path) -> BatchingOptions | None:
+    def options_for(self, version_path: Path, platform: str) -> BatchingOptions | None:
         """The version's batching options, or None when it is not batched."""
+        if platform in self.config.platforms:
+            return self.config.platforms[platform]
+        if not self.config.flags_enabled:
+            return None
         if not self.config.per_model:
             return self.config.options
         path = version_path / PER_MODEL_FILE
@@ -274,24 +278,34 @@ class Batching:
         # The file's name, never its path: load errors reach clients in the model status.
         return read_parameters(path, shown_as=PER_MODEL_FILE)
 
-    def wrap(self, loader: Loader, name: str, version: int, version_path: Path) -> Loader:
-        return BatchingLoader(loader, self, name, version, version_path)
+    def wrap(
+        self, loader: Loader, name: str, version: int, version_path: Path, platform: str
+    ) -> Loader:
+        return BatchingLoader(loader, self, name, version, version_path, platform)
 
 
 class BatchingLoader:
     """Loads through the wrapped loader, then composes batching around what it returns."""
 
     def __init__(
-        self, inner: Loader, batching: Batching, model: str, version: int, version_path: Path
+        self,
+        inner: Loader,
+        batching: Batching,
+        model: str,
+        version: int,
+        version_path: Path,
+        platform: str,
     ) -> None:
         self._inner = inner
         self._batching = batching
         self._model = model
         self._name = f"{model}/{version}"
         self._path = version_path
+        self._platform = platform
 
     def load(self) -> Servable:
-        options = self._batching.options_for(self._path)  # a bad file fails before loading
+        # A bad per-model file fails before loading.
+        options = self._batching.options_for(self._path, self._platform)
         servable = self._inner.load()
         if options is None:
             return servable

@@ -20,6 +20,12 @@ def add_tensorflow_flags(parser: argparse.ArgumentParser, flag: Flag) -> None:
          "TensorFlow intra-op threads (0: one per core); overrides the session value")  # fmt: skip
     flag(g, "tensorflow_inter_op_parallelism", 0,
          "TensorFlow inter-op threads (0: one per core); overrides the session value")  # fmt: skip
+    flag(g, "tensorflow_session_config_file", "",
+         "text tensorflow.ConfigProto for every TensorFlow session (thread flags that are "
+         "set override its thread counts)")  # fmt: skip
+    flag(g, "platform_config_file", "",
+         "text PlatformConfigMap: a runtime's entry (SessionBundleConfig) replaces the "
+         "batching, session, tag and warmup flags for that runtime's models")  # fmt: skip
     flag(g, "enable_signature_method_name_check", False,
          "Classify/Regress only on signatures whose method_name says so (TF2 exports "
          "write tensorflow/serving/predict everywhere, so this is off by default)")  # fmt: skip

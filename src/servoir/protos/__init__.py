@@ -32,6 +32,7 @@ Module paths (``servoir.protos.`` + the ``.proto`` path with ``.proto`` -> ``_pb
     servoir.protos.tensorflow.core.framework.types_pb2                   # DataType
     servoir.protos.tensorflow.core.protobuf.meta_graph_pb2               # SignatureDef
     servoir.protos.tensorflow.core.protobuf.error_codes_pb2              # tensorflow.error.Code
+    servoir.protos.tensorflow.core.protobuf.config_pb2                   # ConfigProto
     servoir.protos.tensorflow.core.example.example_pb2
     # KServe V2 + Triton extensions (package inference)
     servoir.protos.inference.grpc_service_pb2_grpc                       # GRPCInferenceService

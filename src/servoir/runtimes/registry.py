@@ -37,6 +37,9 @@ class RuntimeOptions:
     saved_model_tags: tuple[str, ...] = ("serve",)
     tensorflow_intra_op_threads: int = 0
     tensorflow_inter_op_threads: int = 0
+    # A serialized tensorflow.ConfigProto (--tensorflow_session_config_file, or a
+    # --platform_config_file's session_config); its thread counts of 0 take the two above.
+    tensorflow_session_config: bytes = b""
     extra: Mapping[str, str] = field(default_factory=dict)
 
 

@@ -178,10 +178,11 @@ class TensorFlowLoader(VersionLoader):
                 "SavedModel file does not exist (saved_model.pb or .pbtxt)", Code.NOT_FOUND
             )
         options = self._context.options
-        config = tf.compat.v1.ConfigProto(
-            intra_op_parallelism_threads=options.tensorflow_intra_op_threads,
-            inter_op_parallelism_threads=options.tensorflow_inter_op_threads,
-        )
+        config = tf.compat.v1.ConfigProto.FromString(options.tensorflow_session_config)
+        if not config.intra_op_parallelism_threads:
+            config.intra_op_parallelism_threads = options.tensorflow_intra_op_threads
+        if not config.inter_op_parallelism_threads:
+            config.inter_op_parallelism_threads = options.tensorflow_inter_op_threads
         graph = tf.Graph()
         session = tf.compat.v1.Session(graph=graph, config=config)
         try:

@@ -1,4 +1,5 @@
 from google.protobuf import wrappers_pb2 as _wrappers_pb2
+from servoir.protos.tensorflow.core.protobuf import config_pb2 as _config_pb2
 from servoir.protos.tensorflow.core.protobuf import named_tensor_pb2 as _named_tensor_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -9,8 +10,9 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SessionBundleConfig(_message.Message):
-    __slots__ = ("session_target", "batching_parameters", "session_run_load_threadpool_index", "experimental_transient_ram_bytes_during_load", "saved_model_tags", "in_graph_batching_parameters", "experimental_fixed_input_tensors", "enable_model_warmup", "model_warmup_options", "mixed_precision")
+    __slots__ = ("session_target", "session_config", "batching_parameters", "session_run_load_threadpool_index", "experimental_transient_ram_bytes_during_load", "saved_model_tags", "in_graph_batching_parameters", "experimental_fixed_input_tensors", "enable_model_warmup", "model_warmup_options", "mixed_precision")
     SESSION_TARGET_FIELD_NUMBER: _ClassVar[int]
+    SESSION_CONFIG_FIELD_NUMBER: _ClassVar[int]
     BATCHING_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     SESSION_RUN_LOAD_THREADPOOL_INDEX_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENTAL_TRANSIENT_RAM_BYTES_DURING_LOAD_FIELD_NUMBER: _ClassVar[int]
@@ -21,6 +23,7 @@ class SessionBundleConfig(_message.Message):
     MODEL_WARMUP_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     MIXED_PRECISION_FIELD_NUMBER: _ClassVar[int]
     session_target: str
+    session_config: _config_pb2.ConfigProto
     batching_parameters: BatchingParameters
     session_run_load_threadpool_index: _wrappers_pb2.Int32Value
     experimental_transient_ram_bytes_during_load: int
@@ -30,7 +33,7 @@ class SessionBundleConfig(_message.Message):
     enable_model_warmup: bool
     model_warmup_options: ModelWarmupOptions
     mixed_precision: str
-    def __init__(self, session_target: _Optional[str] = ..., batching_parameters: _Optional[_Union[BatchingParameters, _Mapping]] = ..., session_run_load_threadpool_index: _Optional[_Union[_wrappers_pb2.Int32Value, _Mapping]] = ..., experimental_transient_ram_bytes_during_load: _Optional[int] = ..., saved_model_tags: _Optional[_Iterable[str]] = ..., in_graph_batching_parameters: _Optional[_Union[BatchingParameters, _Mapping]] = ..., experimental_fixed_input_tensors: _Optional[_Iterable[_Union[_named_tensor_pb2.NamedTensorProto, _Mapping]]] = ..., enable_model_warmup: _Optional[bool] = ..., model_warmup_options: _Optional[_Union[ModelWarmupOptions, _Mapping]] = ..., mixed_precision: _Optional[str] = ...) -> None: ...
+    def __init__(self, session_target: _Optional[str] = ..., session_config: _Optional[_Union[_config_pb2.ConfigProto, _Mapping]] = ..., batching_parameters: _Optional[_Union[BatchingParameters, _Mapping]] = ..., session_run_load_threadpool_index: _Optional[_Union[_wrappers_pb2.Int32Value, _Mapping]] = ..., experimental_transient_ram_bytes_during_load: _Optional[int] = ..., saved_model_tags: _Optional[_Iterable[str]] = ..., in_graph_batching_parameters: _Optional[_Union[BatchingParameters, _Mapping]] = ..., experimental_fixed_input_tensors: _Optional[_Iterable[_Union[_named_tensor_pb2.NamedTensorProto, _Mapping]]] = ..., enable_model_warmup: _Optional[bool] = ..., model_warmup_options: _Optional[_Union[ModelWarmupOptions, _Mapping]] = ..., mixed_precision: _Optional[str] = ...) -> None: ...
 
 class BatchingParameters(_message.Message):
     __slots__ = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads", "thread_pool_name", "enable_large_batch_splitting", "max_execution_batch_size", "allowed_batch_sizes", "pad_variable_length_inputs")
