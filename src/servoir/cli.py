@@ -22,7 +22,7 @@ from servoir.config.platform_config import (
     PlatformSettings,
     batching_by_platform,
     read_platform_config,
-    read_session_config,
+    session_config,
 )
 from servoir.config.tensorflow_flags import saved_model_tags, session_threads
 from servoir.errors import ServingError
@@ -148,20 +148,19 @@ def _tensorflow(
             tensorflow_session_config=entry.session_config,
         )
     intra, inter = _tensorflow_threads(values)
-    session_config = b""
-    if values.tensorflow_session_config_file:
-        try:
-            session_config = read_session_config(
-                Path(values.tensorflow_session_config_file), intra, inter
-            )
-        except ServingError as e:
-            raise UsageError(e.message) from None
+    file = values.tensorflow_session_config_file
+    try:
+        config = session_config(
+            Path(file) if file else None, intra, inter, values.per_process_gpu_memory_fraction
+        )
+    except ServingError as e:
+        raise UsageError(e.message) from None
     return replace(
         runtime,
         saved_model_tags=saved_model_tags(values.saved_model_tags),
         tensorflow_intra_op_threads=intra,
         tensorflow_inter_op_threads=inter,
-        tensorflow_session_config=session_config,
+        tensorflow_session_config=config,
     )
 
 

@@ -13,7 +13,7 @@ from servoir.cli import UsageError, config_from_flags
 from servoir.config.platform_config import (
     PlatformSettings,
     parse_platform_config,
-    parse_session_config,
+    session_config,
 )
 from servoir.errors import ServingError
 from servoir.protos.tensorflow.core.protobuf import config_pb2
@@ -158,17 +158,32 @@ def test_fields_servoir_does_not_apply_are_logged(caplog: pytest.LogCaptureFixtu
     ]
 
 
-def test_a_session_config_file_keeps_its_fields_and_set_thread_flags_win() -> None:
-    text = (
-        "intra_op_parallelism_threads: 4 inter_op_parallelism_threads: 3 allow_soft_placement: true"
+def test_a_session_config_file_keeps_its_fields_and_set_flags_win(tmp_path: Path) -> None:
+    file = tmp_path / "session.config"
+    file.write_text(
+        "intra_op_parallelism_threads: 4 inter_op_parallelism_threads: 3 "
+        "allow_soft_placement: true gpu_options { per_process_gpu_memory_fraction: 0.25 }"
     )
-    kept = config_pb2.ConfigProto.FromString(parse_session_config(text, "s"))
+    kept = config_pb2.ConfigProto.FromString(session_config(file))
     assert (kept.intra_op_parallelism_threads, kept.inter_op_parallelism_threads) == (4, 3)
-    flagged = config_pb2.ConfigProto.FromString(parse_session_config(text, "s", intra=1))
+    assert kept.gpu_options.per_process_gpu_memory_fraction == 0.25
+    flagged = config_pb2.ConfigProto.FromString(
+        session_config(file, intra=1, gpu_memory_fraction=0.5)
+    )
     assert (flagged.intra_op_parallelism_threads, flagged.inter_op_parallelism_threads) == (1, 3)
+    assert flagged.gpu_options.per_process_gpu_memory_fraction == 0.5
     assert flagged.allow_soft_placement
-    with pytest.raises(ServingError, match="Invalid protobuf file: 's'"):
-        parse_session_config("intra_op_parallelism_threads: many", "s")
+    # without a file, only what the flags set
+    assert session_config(None) == b""
+    alone = config_pb2.ConfigProto.FromString(session_config(None, inter=2))
+    assert (alone.intra_op_parallelism_threads, alone.inter_op_parallelism_threads) == (0, 2)
+    file.write_text("intra_op_parallelism_threads: many")
+    with pytest.raises(ServingError) as caught:
+        session_config(file)
+    assert caught.value.message.startswith(f"Invalid protobuf file: '{file}': 1:31")
+    with pytest.raises(ServingError) as caught:
+        session_config(None, gpu_memory_fraction=-0.5)
+    assert caught.value.message.endswith("must not be negative; was -0.5")
 
 
 # ---- what the flags make of it ------------------------------------------------------------
@@ -234,12 +249,14 @@ def test_the_session_config_file_flag(tmp_path: Path) -> None:
             f"--model_base_path={tmp_path}",
             f"--tensorflow_session_config_file={file}",
             "--tensorflow_inter_op_parallelism=2",
+            "--per_process_gpu_memory_fraction=0.4",
         ]
     )
     session = config_pb2.ConfigProto.FromString(config.runtime.tensorflow_session_config)
     assert session.intra_op_parallelism_threads == 4
     assert session.inter_op_parallelism_threads == 2
     assert session.use_per_session_threads
+    assert session.gpu_options.per_process_gpu_memory_fraction == pytest.approx(0.4)
     # a platform config's tensorflow entry wins over it, as in TF Serving
     with_entry = config_from_flags(
         flags(tmp_path, entry("tensorflow", ""), f"--tensorflow_session_config_file={file}")

@@ -140,27 +140,40 @@ def read_platform_config(path: Path) -> dict[str, PlatformSettings]:
     return parse_platform_config(text, str(path))
 
 
-def parse_session_config(text: str, origin: str, intra: int = 0, inter: int = 0) -> bytes:
-    """Text tensorflow.ConfigProto (--tensorflow_session_config_file) -> serialized bytes.
-    Thread counts given by flags (non-zero `intra`, `inter`) replace the file's."""
+def parse_session_config(text: str, origin: str) -> config_pb2.ConfigProto:
+    """Text tensorflow.ConfigProto (--tensorflow_session_config_file)."""
     message = config_pb2.ConfigProto()
     try:
         text_format.Parse(text, message, descriptor_pool=POOL)
     except text_format.ParseError as e:
         raise _invalid(f"Invalid protobuf file: '{origin}': {e}") from None
+    return message
+
+
+def session_config(
+    path: Path | None, intra: int = 0, inter: int = 0, gpu_memory_fraction: float = 0.0
+) -> bytes:
+    """The serialized session config the flags make: --tensorflow_session_config_file's
+    (if given), with the thread and GPU memory flags that are set written over it, as TF
+    Serving writes them."""
+    message = config_pb2.ConfigProto()
+    if path is not None:
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise _invalid(f"cannot read session config file {path}: {e.strerror}") from None
+        message = parse_session_config(text, str(path))
+    if gpu_memory_fraction < 0:
+        raise _invalid(
+            f"--per_process_gpu_memory_fraction must not be negative; was {gpu_memory_fraction}"
+        )
+    if gpu_memory_fraction:
+        message.gpu_options.per_process_gpu_memory_fraction = gpu_memory_fraction
     if intra:
         message.intra_op_parallelism_threads = intra
     if inter:
         message.inter_op_parallelism_threads = inter
     return bytes(message.SerializeToString())
-
-
-def read_session_config(path: Path, intra: int = 0, inter: int = 0) -> bytes:
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise _invalid(f"cannot read session config file {path}: {e.strerror}") from None
-    return parse_session_config(text, str(path), intra, inter)
 
 
 def batching_by_platform(

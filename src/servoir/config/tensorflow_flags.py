@@ -20,6 +20,9 @@ def add_tensorflow_flags(parser: argparse.ArgumentParser, flag: Flag) -> None:
          "TensorFlow intra-op threads (0: one per core); overrides the session value")  # fmt: skip
     flag(g, "tensorflow_inter_op_parallelism", 0,
          "TensorFlow inter-op threads (0: one per core); overrides the session value")  # fmt: skip
+    flag(g, "per_process_gpu_memory_fraction", 0.0,
+         "fraction of each GPU's memory a TensorFlow session may allocate (0: TensorFlow's "
+         "default)")  # fmt: skip
     flag(g, "tensorflow_session_config_file", "",
          "text tensorflow.ConfigProto for every TensorFlow session (thread flags that are "
          "set override its thread counts)")  # fmt: skip
