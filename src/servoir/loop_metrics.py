@@ -19,6 +19,7 @@ from prometheus_client.core import (
     GaugeMetricFamily,
     HistogramMetricFamily,
 )
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 
@@ -35,6 +36,13 @@ class LoopCounter:
         return cell
 
     def family(self) -> Any:
+        if self.name.endswith("_total"):
+            # A name that really ends in _total (TF's request_example_count_total):
+            # CounterMetricFamily would drop the suffix.
+            metric = Metric(self.name, self.doc, "counter")
+            for labels, cell in self.values.items():
+                metric.add_sample(self.name, dict(zip(self.labels, labels, strict=True)), cell[0])
+            return metric
         family = CounterMetricFamily(self.name, self.doc, labels=self.labels)
         for labels, cell in self.values.items():
             family.add_metric(list(labels), cell[0])

@@ -36,6 +36,8 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 # batch sizes 2^i (14).
 TF_QUEUING_BUCKETS_US = tuple(100 * 1.2**i for i in range(52))
 TF_BATCH_SIZE_BUCKETS = tuple(float(2**i) for i in range(14))
+# util.cc's request_example_counts: Buckets::Exponential(1, 2, 15).
+TF_EXAMPLE_COUNT_BUCKETS = tuple(float(2**i) for i in range(15))
 TF_BATCHING = ":tensorflow:serving:batching_session:"
 
 
@@ -127,6 +129,13 @@ class Metrics:
             ["model_name", "API", "runtime"],
             TF_LATENCY_BUCKETS_US,
         )
+        # Examples per Classify, Regress or MultiInference request that ran.
+        self.tf_example_counts = LoopHistogram(
+            ":tensorflow:serving:request_example_counts", "", ["model"], TF_EXAMPLE_COUNT_BUCKETS
+        )
+        self.tf_example_count_total = LoopCounter(
+            ":tensorflow:serving:request_example_count_total", "", ["model"]
+        )
         # TF Serving's batching metrics carry no model label (TF's session cannot see the
         # model name); Servoir's servoir_batch_* metrics have it.
         self.tf_queuing_latency = LoopHistogram(
@@ -147,6 +156,8 @@ class Metrics:
             self.tf_request_count,
             self.tf_request_latency,
             self.tf_runtime_latency,
+            self.tf_example_counts,
+            self.tf_example_count_total,
             self.tf_queuing_latency,
             self.tf_wrapped_run_count,
             self.tf_input_batch_size,
@@ -210,6 +221,11 @@ class Metrics:
             child = self._tf_runtime[key] = self.tf_runtime_latency.child(model, api, runtime)
         child.observe(seconds * 1e6)
 
+    def tf_examples(self, model: str, count: int) -> None:
+        """TF Serving's request_example_counts and request_example_count_total."""
+        self.tf_example_counts.child(model).observe(count)
+        self.tf_example_count_total.child(model)[0] += count
+
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))
 
@@ -244,8 +260,8 @@ def render_tf_format(registry: CollectorRegistry) -> bytes:
             name = sample.name
             if name.endswith("_created"):
                 continue
-            if family.type == "counter" and name.endswith("_total"):
-                name = name[: -len("_total")]
+            if family.type == "counter" and name == family.name + "_total":
+                name = family.name
             labels = ",".join(_tf_label(k, v) for k, v in sample.labels.items())
             lines.append(f"{name}{{{labels}}} {_number(sample.value)}")
     return ("\n".join(lines) + "\n").encode()

@@ -202,6 +202,56 @@ def test_multi_inference_runs_every_task(stub: Any) -> None:
     assert [r.value for r in regressed.regression_result.regressions] == [4.0, 5.0]
 
 
+def example_metrics(server: RunningServer, model: str) -> dict[str, float]:
+    """TF Serving's request_example_counts series of one model, by name and `le`."""
+    assert server.server is not None
+    found: dict[str, float] = {}
+    for line in server.server.metrics.render_tf().decode().splitlines():
+        if line.startswith(":tensorflow:serving:request_example_count") and model in line:
+            series, value = line.rsplit(" ", 1)
+            found[series] = float(value)
+    return found
+
+
+def test_examples_per_request_are_tf_servings_metrics(server: RunningServer, stub: Any) -> None:
+    model = 'model="counter"'  # a model no other test classifies or regresses
+    request = regression_pb2.RegressionRequest()
+    request.model_spec.name = "counter"
+    request.model_spec.signature_name = "get_counter"
+    examples_input(request.input, [{"x": 1.0}], None)
+    with pytest.raises(grpc.RpcError):  # refused before running: not counted
+        stub.Regress(request, timeout=30)
+    assert example_metrics(server, model) == {}
+    model = 'model="default"'
+    before = example_metrics(server, model)
+    regress = regression_pb2.RegressionRequest()
+    regress.model_spec.name = "default"
+    regress.model_spec.signature_name = "regress_x_to_y"
+    examples_input(regress.input, [{"x": 1.0}, {"x": 2.0}, {"x": 3.0}], None)
+    stub.Regress(regress, timeout=30)
+    multi = inference_pb2.MultiInferenceRequest()
+    for signature, method in (("classify_x_to_y", CLASSIFY), ("regress_x_to_y2", REGRESS)):
+        task = multi.tasks.add()
+        task.model_spec.name = "default"
+        task.model_spec.signature_name = signature
+        task.method_name = method
+    examples_input(multi.input, [{"x": 2.0}, {"x": 4.0}], None)
+    stub.MultiInference(multi, timeout=30)  # two tasks, one request of two examples
+    after = example_metrics(server, model)
+
+    def grew(series: str) -> float:
+        return after[series] - before.get(series, 0.0)
+
+    name = ":tensorflow:serving:request_example_counts"
+    assert grew(f"{name}_count{{{model}}}") == 2
+    assert grew(f"{name}_sum{{{model}}}") == 5
+    assert grew(f'{name}_bucket{{{model},le="1"}}') == 0
+    assert grew(f'{name}_bucket{{{model},le="2"}}') == 1
+    assert grew(f'{name}_bucket{{{model},le="4"}}') == 2
+    assert f'{name}_bucket{{{model},le="16384"}}' in after  # TF's 15 bounds, 1 to 2^14
+    assert grew(f":tensorflow:serving:request_example_count_total{{{model}}}") == 5
+
+
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 

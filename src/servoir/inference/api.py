@@ -129,6 +129,7 @@ class ExampleApi:
             _check_deadline(request.deadline)
             run = servable.run(name, {checks.INPUTS: batch}, fetch, request.deadline)
             outputs = await self._timed(request.model.name, "Classify", servable, run)
+        self._count_examples(request.model.name, len(batch))
         labels, scores = checks.classifications(len(batch), outputs)
         return ClassifyResult(request.model.name, version, name, labels, scores)
 
@@ -141,6 +142,7 @@ class ExampleApi:
             _check_deadline(request.deadline)
             run = servable.run(name, {checks.INPUTS: batch}, fetch, request.deadline)
             outputs = await self._timed(request.model.name, "Regress", servable, run)
+        self._count_examples(request.model.name, len(batch))
         values = checks.regression(len(batch), outputs[checks.OUTPUTS])
         return RegressResult(request.model.name, version, name, values)
 
@@ -151,6 +153,10 @@ class ExampleApi:
         if self._metrics is not None:
             self._metrics.tf_runtime(model, api, servable.platform, time.perf_counter() - started)
         return result
+
+    def _count_examples(self, model: str, count: int) -> None:
+        if self._metrics is not None:
+            self._metrics.tf_examples(model, count)
 
     def _signature(
         self, servable: Servable, request: ExampleRequest, api: str, method: str, version: int
@@ -178,6 +184,7 @@ class ExampleApi:
             run = _run_tasks(servable, tasks, batch, request.deadline)
             outputs = await self._timed(request.model.name, "MultiInference", servable, run)
         name = request.model.name
+        self._count_examples(name, len(batch))  # once per request, not per task, as in TF
         results: list[ClassifyResult | RegressResult] = []
         for task, arrays in zip(tasks, outputs, strict=True):
             if task.method_name == CLASSIFY_METHOD:
