@@ -123,7 +123,7 @@ def test_docker_environment_variables_and_json_logs(processes: list[Process]) ->
         del os.environ["MODEL_NAME"], os.environ["MODEL_BASE_PATH"]
     processes.append(server)
     server.started()
-    body = {"instances": [[0.25] * 784]}
+    body = {"instances": [[0.3141592] * 784]}
     r = httpx.post(server.url + "/v1/models/mlp:predict", json=body)
     assert r.status_code == 200
     assert len(r.json()["predictions"][0]) == 10
@@ -136,7 +136,8 @@ def test_docker_environment_variables_and_json_logs(processes: list[Process]) ->
     predict = [r for r in access if r.get("route") == "/v1/models/mlp:predict"]
     assert predict[0]["model"] == "mlp" and predict[0]["version"] == "2"
     assert predict[0]["status"] == 200 and predict[0]["latency_ms"] > 0
-    assert "0.25" not in "".join(server.lines)  # never the payload
+    # A value no timestamp or latency can contain (ms resolution): never the payload.
+    assert "0.3141592" not in "".join(server.lines)
     loaded = [r for r in records if "AVAILABLE" in r["message"]]
     assert loaded and "loaded in" in loaded[0]["message"]
 
