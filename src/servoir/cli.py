@@ -21,6 +21,7 @@ from servoir.config.platform_config import (
     TENSORFLOW,
     PlatformSettings,
     batching_by_platform,
+    per_model_batching,
     read_platform_config,
     session_config,
 )
@@ -113,6 +114,7 @@ def _batching(
         return with_platforms(
             config,
             batching_by_platform(platforms),
+            per_model_batching(platforms),
             values.batching_dispatch_when_idle,
             values.batching_length_buckets,
         )
@@ -142,6 +144,13 @@ def _tensorflow(
     are then ignored, as in TF Serving), else from the flags."""
     entry = platforms.get(TENSORFLOW)
     if entry is not None:
+        ignored = [
+            f"--{name}" for name, default in TENSORFLOW_FLAGS if getattr(values, name) != default
+        ]
+        if ignored:
+            log.warning(
+                "ignored: the platform config's tensorflow entry replaces %s", ", ".join(ignored)
+            )
         return replace(
             runtime,
             saved_model_tags=entry.saved_model_tags,
@@ -162,6 +171,17 @@ def _tensorflow(
         tensorflow_inter_op_threads=inter,
         tensorflow_session_config=config,
     )
+
+
+# The TensorFlow flags a platform config's tensorflow entry replaces, with their defaults.
+TENSORFLOW_FLAGS = (
+    ("saved_model_tags", "serve"),
+    ("tensorflow_session_parallelism", 0),
+    ("tensorflow_intra_op_parallelism", 0),
+    ("tensorflow_inter_op_parallelism", 0),
+    ("tensorflow_session_config_file", ""),
+    ("per_process_gpu_memory_fraction", 0.0),
+)
 
 
 def _tensorflow_threads(values: argparse.Namespace) -> tuple[int, int]:

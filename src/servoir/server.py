@@ -129,7 +129,7 @@ class Server:
                 threads, when_idle=config.batching.dispatch_when_idle
             )
             batching = Batching(self.batch_scheduler, config.batching, self.metrics)
-            runtime = _share_cores(runtime, max(1, cores // threads))
+            runtime = _share_cores(runtime, max(1, cores // threads), config.batching)
         self._context = RuntimeContext(self._inference_executor, runtime)
         self.repository = Repository(
             self.manager,
@@ -319,15 +319,21 @@ class Server:
         self._inference_executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _share_cores(runtime: RuntimeOptions, intra_op_threads: int) -> RuntimeOptions:
-    """With batching, up to num_batch_threads batches run at once: runtimes left at "one
-    thread per core" get cores // num_batch_threads each, so batch threads x intra-op
-    threads stays within the cores (docs/batching.md, thread model)."""
+def _share_cores(
+    runtime: RuntimeOptions, intra_op_threads: int, batching: BatchingConfig
+) -> RuntimeOptions:
+    """With batching, up to num_batch_threads batches run at once: runtimes that batch and
+    are left at "one thread per core" get cores // num_batch_threads each, so batch threads
+    x intra-op threads stays within the cores (docs/batching.md, thread model)."""
+
+    def share(platform: str, configured: int) -> int:
+        return configured or (intra_op_threads if batching.batches(platform) else 0)
+
     return replace(
         runtime,
-        onnx_intra_op_threads=runtime.onnx_intra_op_threads or intra_op_threads,
-        torch_intra_op_threads=runtime.torch_intra_op_threads or intra_op_threads,
-        tensorflow_intra_op_threads=runtime.tensorflow_intra_op_threads or intra_op_threads,
+        onnx_intra_op_threads=share("onnx", runtime.onnx_intra_op_threads),
+        torch_intra_op_threads=share("pytorch", runtime.torch_intra_op_threads),
+        tensorflow_intra_op_threads=share("tensorflow", runtime.tensorflow_intra_op_threads),
     )
 
 

@@ -18,6 +18,8 @@ from servoir.batching.servable import Batching, BatchingServable, MetricsMeter
 from servoir.core.servable import Servable
 from servoir.errors import Code, ServingError
 from servoir.metrics import Metrics
+from servoir.runtimes.registry import RuntimeOptions
+from servoir.server import _share_cores
 from tests.unit.batching_fakes import FakeServable, batching, call, row, turns
 
 
@@ -361,6 +363,38 @@ def test_a_platform_entry_decides_its_runtimes_batching(tmp_path: Path) -> None:
     assert loaded(config, "pytorch") is fake
     # --enable_batching off: only runtimes with batching in their entry batch
     assert loaded(replace(config, flags_enabled=False), "onnx") is fake
+
+
+def test_a_platform_entry_can_take_per_model_files(tmp_path: Path) -> None:
+    # enable_per_model_batching_params in the tensorflow entry: the version's own file, and
+    # no batching without one (as with --enable_per_model_batching_parameters).
+    config = BatchingConfig(
+        platforms={"tensorflow": BatchingOptions(max_batch_size=8)},
+        per_model_platforms=frozenset({"tensorflow"}),
+        flags_enabled=False,
+    )
+    batching_ = Batching(BatchScheduler(1), config)
+    fake = FakeServable()
+    assert batching_.wrap(Loader(fake), "m", 1, tmp_path, "tensorflow").load() is fake
+    (tmp_path / "batching_params.pbtxt").write_text("max_batch_size { value: 3 }")
+    wrapped = batching_.wrap(Loader(fake), "m", 1, tmp_path, "tensorflow").load()
+    assert isinstance(wrapped, BatchingServable) and wrapped.options.max_batch_size == 3
+
+
+def test_only_runtimes_that_batch_get_a_share_of_the_cores() -> None:
+    # batch threads x intra-op threads <= cores, for the runtimes that batch; the others
+    # keep "one thread per core" (0).
+    runtime = RuntimeOptions(onnx_intra_op_threads=0, torch_intra_op_threads=0)
+    only_tf = BatchingConfig(
+        platforms={"tensorflow": BatchingOptions(), "onnx": None}, flags_enabled=False
+    )
+    shared = _share_cores(runtime, 2, only_tf)
+    assert shared.tensorflow_intra_op_threads == 2
+    assert (shared.onnx_intra_op_threads, shared.torch_intra_op_threads) == (0, 0)
+    everything = _share_cores(runtime, 2, BatchingConfig())
+    assert (everything.onnx_intra_op_threads, everything.torch_intra_op_threads) == (2, 2)
+    set_by_hand = _share_cores(replace(runtime, onnx_intra_op_threads=3), 2, BatchingConfig())
+    assert set_by_hand.onnx_intra_op_threads == 3
 
 
 def test_the_scheduler_has_threads_for_the_largest_setting() -> None:

@@ -149,13 +149,41 @@ def test_bad_platform_configs_name_what_is_wrong(text: str, message: str) -> Non
 
 
 def test_fields_servoir_does_not_apply_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    # TF Serving's experimental fields parse (a real config file works) and are named.
     caplog.set_level(logging.WARNING, logger="servoir.config")
-    text = entry("tensorflow", 'mixed_precision: "bfloat16" session_run_load_threadpool_index {}')
-    parse_platform_config(text, "p")
+    text = entry(
+        "tensorflow",
+        """mixed_precision: "bfloat16" session_run_load_threadpool_index {}
+        remove_unused_fields_from_bundle_metagraph: true
+        model_warmup_options { num_request_iterations { value: 2 }
+                               num_model_warmup_threads { value: 4 } }""",
+    )
+    assert parse_platform_config(text, "p")["tensorflow"].warmup_iterations == 2
     assert caplog.messages == [
         "platform tensorflow: not applied by Servoir: mixed_precision, "
-        "session_run_load_threadpool_index"
+        "remove_unused_fields_from_bundle_metagraph, session_run_load_threadpool_index, "
+        "model_warmup_options.num_model_warmup_threads"
     ]
+
+
+def test_per_model_batching_parameters_in_an_entry() -> None:
+    text = entry(
+        "tensorflow",
+        "batching_parameters { num_batch_threads { value: 2 } } "
+        "enable_per_model_batching_params: true",
+    )
+    settings = parse_platform_config(text, "p")["tensorflow"]
+    assert settings.per_model_batching
+    assert settings.batching == BatchingOptions(num_batch_threads=2)
+
+
+def test_errors_after_parsing_name_the_file() -> None:
+    with pytest.raises(ServingError) as caught:
+        parse_platform_config(entry("tflite", ""), "/etc/servoir/platform.config")
+    assert caught.value.message.startswith(
+        "Invalid platform config file '/etc/servoir/platform.config': PlatformConfigMap has "
+        "an entry for unknown platform 'tflite'"
+    )
 
 
 def test_a_session_config_file_keeps_its_fields_and_set_flags_win(tmp_path: Path) -> None:
@@ -220,6 +248,27 @@ def test_the_tensorflow_entry_replaces_the_tensorflow_and_batching_flags(tmp_pat
     # warmup: the entry's for TensorFlow, the flag's for the other runtimes
     assert config.platform_warmup == {"tensorflow": WarmupOptions(True, 3)}
     assert config.warmup == WarmupOptions(False, 0)
+
+
+def test_tensorflow_flags_the_entry_replaces_are_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="servoir")
+    config_from_flags(
+        flags(
+            tmp_path,
+            TENSORFLOW,
+            "--tensorflow_intra_op_parallelism=2",
+            "--per_process_gpu_memory_fraction=0.5",
+        )
+    )
+    assert caplog.messages == [
+        "ignored: the platform config's tensorflow entry replaces "
+        "--tensorflow_intra_op_parallelism, --per_process_gpu_memory_fraction"
+    ]
+    caplog.clear()
+    config_from_flags(flags(tmp_path, TENSORFLOW))
+    assert caplog.messages == []
 
 
 def test_runtimes_without_an_entry_keep_the_flags(tmp_path: Path) -> None:

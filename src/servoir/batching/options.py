@@ -78,6 +78,15 @@ class BatchingConfig:
     # only when --enable_batching is on (`flags_enabled`).
     platforms: Mapping[str, BatchingOptions | None] = field(default_factory=dict)
     flags_enabled: bool = True
+    # Platforms whose entry sets enable_per_model_batching_params: their versions batch by
+    # their own batching_params.pbtxt, as `per_model` does for the flags.
+    per_model_platforms: frozenset[str] = frozenset()
+
+    def batches(self, platform: str) -> bool:
+        """Whether models of this runtime may batch (per-model files aside)."""
+        if platform in self.platforms:
+            return self.platforms[platform] is not None
+        return self.flags_enabled
 
     @property
     def threads(self) -> int:
@@ -222,16 +231,22 @@ def config_from_flags(
 def with_platforms(
     config: BatchingConfig | None,
     platforms: Mapping[str, BatchingOptions | None],
+    per_model_platforms: frozenset[str] = frozenset(),
     dispatch_when_idle: bool = True,
     length_buckets: str = "",
 ) -> BatchingConfig | None:
     """Add a --platform_config_file's batching to the flags' (None: batching is off)."""
     if not platforms:
         return config
+    flags_enabled = config is not None
     if config is None:
         if all(options is None for options in platforms.values()):
             return None
         config = config_from_flags(True, "", False, dispatch_when_idle, length_buckets)
         assert config is not None
-        return replace(config, platforms=dict(platforms), flags_enabled=False)
-    return replace(config, platforms=dict(platforms))
+    return replace(
+        config,
+        platforms=dict(platforms),
+        per_model_platforms=per_model_platforms,
+        flags_enabled=flags_enabled,
+    )

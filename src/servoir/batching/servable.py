@@ -266,12 +266,15 @@ class Batching:
 
     def options_for(self, version_path: Path, platform: str) -> BatchingOptions | None:
         """The version's batching options, or None when it is not batched."""
-        if platform in self.config.platforms:
-            return self.config.platforms[platform]
-        if not self.config.flags_enabled:
+        config = self.config
+        if not config.batches(platform):
             return None
-        if not self.config.per_model:
-            return self.config.options
+        if platform in config.platforms:  # --platform_config_file's entry
+            options, per_model = config.platforms[platform], platform in config.per_model_platforms
+        else:
+            options, per_model = config.options, config.per_model
+        if not per_model:
+            return options
         path = version_path / PER_MODEL_FILE
         if not path.is_file():
             return None  # TF: with per-model parameters on, only models with the file batch

@@ -43,7 +43,8 @@ APPLIED = frozenset(
         "batching_parameters",
         "saved_model_tags",
         "enable_model_warmup",
-        "model_warmup_options",
+        "model_warmup_options",  # num_request_iterations only: the others are logged
+        "enable_per_model_batching_params",
     }
 )
 # Only TensorFlow SavedModels have a session and MetaGraph tags.
@@ -55,6 +56,9 @@ class PlatformSettings:
     """What one runtime's entry sets for its models."""
 
     batching: BatchingOptions | None = None  # None: not batched
+    # enable_per_model_batching_params: each version's batching_params.pbtxt replaces
+    # `batching`, and versions without one are not batched.
+    per_model_batching: bool = False
     warmup: bool = False  # SessionBundleConfig.enable_model_warmup (false unless set, as in TF)
     warmup_iterations: int = 1
     # TensorFlow only: the session's ConfigProto (serialized) and the MetaGraph tags.
@@ -77,6 +81,11 @@ def _settings(key: str, runtime: str, config: SessionBundleConfig) -> PlatformSe
             if _is_set(config, name):
                 raise _invalid(f"platform {key}: {name} applies to TensorFlow models only")
     ignored = sorted(f.name for f, _ in config.ListFields() if f.name not in APPLIED)
+    ignored += sorted(
+        f"model_warmup_options.{f.name}"
+        for f, _ in config.model_warmup_options.ListFields()
+        if f.name != "num_request_iterations"
+    )
     if ignored:
         log.warning("platform %s: not applied by Servoir: %s", key, ", ".join(ignored))
     batching = None
@@ -87,6 +96,7 @@ def _settings(key: str, runtime: str, config: SessionBundleConfig) -> PlatformSe
             raise _invalid(f"platform {key}: {e.message}") from None
     return PlatformSettings(
         batching=batching,
+        per_model_batching=config.enable_per_model_batching_params,
         warmup=config.enable_model_warmup,
         warmup_iterations=max(config.model_warmup_options.num_request_iterations.value, 1),
         session_config=config.session_config.SerializeToString(),
@@ -108,6 +118,13 @@ def parse_platform_config(text: str, origin: str) -> dict[str, PlatformSettings]
         text_format.Parse(text, message, descriptor_pool=POOL)
     except text_format.ParseError as e:
         raise _invalid(f"Invalid protobuf file: '{origin}': {e}") from None
+    try:
+        return _entries(message)
+    except ServingError as e:
+        raise _invalid(f"Invalid platform config file '{origin}': {e.message}") from None
+
+
+def _entries(message: platform_config_pb2.PlatformConfigMap) -> dict[str, PlatformSettings]:
     settings: dict[str, PlatformSettings] = {}
     for key in sorted(message.platform_configs):
         runtime = PLATFORM_ALIASES.get(key.strip().lower())
@@ -180,3 +197,7 @@ def batching_by_platform(
     settings: Mapping[str, PlatformSettings],
 ) -> dict[str, BatchingOptions | None]:
     return {runtime: s.batching for runtime, s in settings.items()}
+
+
+def per_model_batching(settings: Mapping[str, PlatformSettings]) -> frozenset[str]:
+    return frozenset(runtime for runtime, s in settings.items() if s.per_model_batching)

@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SessionBundleConfig(_message.Message):
-    __slots__ = ("session_target", "session_config", "batching_parameters", "session_run_load_threadpool_index", "experimental_transient_ram_bytes_during_load", "saved_model_tags", "in_graph_batching_parameters", "experimental_fixed_input_tensors", "enable_model_warmup", "model_warmup_options", "mixed_precision")
+    __slots__ = ("session_target", "session_config", "batching_parameters", "session_run_load_threadpool_index", "experimental_transient_ram_bytes_during_load", "saved_model_tags", "in_graph_batching_parameters", "experimental_fixed_input_tensors", "enable_model_warmup", "model_warmup_options", "enable_session_metadata", "remove_unused_fields_from_bundle_metagraph", "prefer_tflite_model", "resource_estimation_uses_validation_result", "num_tflite_interpreters", "num_tflite_interpreters_per_pool", "num_tflite_pools", "wrap_session_with_no_threading_params", "enable_per_model_batching_params", "enable_saved_model_config", "mixed_precision")
     SESSION_TARGET_FIELD_NUMBER: _ClassVar[int]
     SESSION_CONFIG_FIELD_NUMBER: _ClassVar[int]
     BATCHING_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
@@ -21,6 +21,16 @@ class SessionBundleConfig(_message.Message):
     EXPERIMENTAL_FIXED_INPUT_TENSORS_FIELD_NUMBER: _ClassVar[int]
     ENABLE_MODEL_WARMUP_FIELD_NUMBER: _ClassVar[int]
     MODEL_WARMUP_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    ENABLE_SESSION_METADATA_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_UNUSED_FIELDS_FROM_BUNDLE_METAGRAPH_FIELD_NUMBER: _ClassVar[int]
+    PREFER_TFLITE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_ESTIMATION_USES_VALIDATION_RESULT_FIELD_NUMBER: _ClassVar[int]
+    NUM_TFLITE_INTERPRETERS_FIELD_NUMBER: _ClassVar[int]
+    NUM_TFLITE_INTERPRETERS_PER_POOL_FIELD_NUMBER: _ClassVar[int]
+    NUM_TFLITE_POOLS_FIELD_NUMBER: _ClassVar[int]
+    WRAP_SESSION_WITH_NO_THREADING_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    ENABLE_PER_MODEL_BATCHING_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    ENABLE_SAVED_MODEL_CONFIG_FIELD_NUMBER: _ClassVar[int]
     MIXED_PRECISION_FIELD_NUMBER: _ClassVar[int]
     session_target: str
     session_config: _config_pb2.ConfigProto
@@ -32,8 +42,18 @@ class SessionBundleConfig(_message.Message):
     experimental_fixed_input_tensors: _containers.RepeatedCompositeFieldContainer[_named_tensor_pb2.NamedTensorProto]
     enable_model_warmup: bool
     model_warmup_options: ModelWarmupOptions
+    enable_session_metadata: bool
+    remove_unused_fields_from_bundle_metagraph: bool
+    prefer_tflite_model: bool
+    resource_estimation_uses_validation_result: bool
+    num_tflite_interpreters: int
+    num_tflite_interpreters_per_pool: int
+    num_tflite_pools: int
+    wrap_session_with_no_threading_params: bool
+    enable_per_model_batching_params: bool
+    enable_saved_model_config: bool
     mixed_precision: str
-    def __init__(self, session_target: _Optional[str] = ..., session_config: _Optional[_Union[_config_pb2.ConfigProto, _Mapping]] = ..., batching_parameters: _Optional[_Union[BatchingParameters, _Mapping]] = ..., session_run_load_threadpool_index: _Optional[_Union[_wrappers_pb2.Int32Value, _Mapping]] = ..., experimental_transient_ram_bytes_during_load: _Optional[int] = ..., saved_model_tags: _Optional[_Iterable[str]] = ..., in_graph_batching_parameters: _Optional[_Union[BatchingParameters, _Mapping]] = ..., experimental_fixed_input_tensors: _Optional[_Iterable[_Union[_named_tensor_pb2.NamedTensorProto, _Mapping]]] = ..., enable_model_warmup: _Optional[bool] = ..., model_warmup_options: _Optional[_Union[ModelWarmupOptions, _Mapping]] = ..., mixed_precision: _Optional[str] = ...) -> None: ...
+    def __init__(self, session_target: _Optional[str] = ..., session_config: _Optional[_Union[_config_pb2.ConfigProto, _Mapping]] = ..., batching_parameters: _Optional[_Union[BatchingParameters, _Mapping]] = ..., session_run_load_threadpool_index: _Optional[_Union[_wrappers_pb2.Int32Value, _Mapping]] = ..., experimental_transient_ram_bytes_during_load: _Optional[int] = ..., saved_model_tags: _Optional[_Iterable[str]] = ..., in_graph_batching_parameters: _Optional[_Union[BatchingParameters, _Mapping]] = ..., experimental_fixed_input_tensors: _Optional[_Iterable[_Union[_named_tensor_pb2.NamedTensorProto, _Mapping]]] = ..., enable_model_warmup: _Optional[bool] = ..., model_warmup_options: _Optional[_Union[ModelWarmupOptions, _Mapping]] = ..., enable_session_metadata: _Optional[bool] = ..., remove_unused_fields_from_bundle_metagraph: _Optional[bool] = ..., prefer_tflite_model: _Optional[bool] = ..., resource_estimation_uses_validation_result: _Optional[bool] = ..., num_tflite_interpreters: _Optional[int] = ..., num_tflite_interpreters_per_pool: _Optional[int] = ..., num_tflite_pools: _Optional[int] = ..., wrap_session_with_no_threading_params: _Optional[bool] = ..., enable_per_model_batching_params: _Optional[bool] = ..., enable_saved_model_config: _Optional[bool] = ..., mixed_precision: _Optional[str] = ...) -> None: ...
 
 class BatchingParameters(_message.Message):
     __slots__ = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads", "thread_pool_name", "enable_large_batch_splitting", "max_execution_batch_size", "allowed_batch_sizes", "pad_variable_length_inputs")
