@@ -180,15 +180,20 @@ def test_an_empty_signature_name_is_echoed_as_serving_default(stub: Any) -> None
     assert response.model_spec.signature_name == "serving_default"
 
 
-def test_multi_inference_runs_every_task(stub: Any) -> None:
+def classify_and_regress(rows: list[dict[str, float]]) -> Any:
+    """A MultiInferenceRequest of two tasks on the default model."""
     request = inference_pb2.MultiInferenceRequest()
     for signature, method in (("classify_x_to_y", CLASSIFY), ("regress_x_to_y2", REGRESS)):
         task = request.tasks.add()
         task.model_spec.name = "default"
         task.model_spec.signature_name = signature
         task.method_name = method
-    examples_input(request.input, [{"x": 2.0}, {"x": 4.0}], None)
-    response = stub.MultiInference(request, timeout=30)
+    examples_input(request.input, rows, None)
+    return request
+
+
+def test_multi_inference_runs_every_task(stub: Any) -> None:
+    response = stub.MultiInference(classify_and_regress([{"x": 2.0}, {"x": 4.0}]), timeout=30)
     classified, regressed = response.results
     assert [r.model_spec.signature_name for r in response.results] == [
         "classify_x_to_y",
@@ -229,14 +234,8 @@ def test_examples_per_request_are_tf_servings_metrics(server: RunningServer, stu
     regress.model_spec.signature_name = "regress_x_to_y"
     examples_input(regress.input, [{"x": 1.0}, {"x": 2.0}, {"x": 3.0}], None)
     stub.Regress(regress, timeout=30)
-    multi = inference_pb2.MultiInferenceRequest()
-    for signature, method in (("classify_x_to_y", CLASSIFY), ("regress_x_to_y2", REGRESS)):
-        task = multi.tasks.add()
-        task.model_spec.name = "default"
-        task.model_spec.signature_name = signature
-        task.method_name = method
-    examples_input(multi.input, [{"x": 2.0}, {"x": 4.0}], None)
-    stub.MultiInference(multi, timeout=30)  # two tasks, one request of two examples
+    # two tasks, one request of two examples
+    stub.MultiInference(classify_and_regress([{"x": 2.0}, {"x": 4.0}]), timeout=30)
     after = example_metrics(server, model)
 
     def grew(series: str) -> float:
