@@ -14,7 +14,7 @@ from pathlib import Path
 from servoir import __version__, logs
 from servoir.batching.options import BatchingConfig, with_platforms
 from servoir.batching.options import config_from_flags as batching_from_flags
-from servoir.config.flags import build_parser, parse_flags
+from servoir.config.flags import build_parser, describe_unknown, parse_flags
 from servoir.config.model_config import ModelConfig, read_file
 from servoir.config.monitoring import PrometheusConfig, read_monitoring
 from servoir.config.platform_config import (
@@ -199,7 +199,7 @@ def config_from_flags(argv: list[str]) -> ServerConfig:
     parsed = parse_flags(argv)
     v = parsed.values
     for arg in parsed.unknown:
-        print(f"unknown argument: {arg}", file=sys.stderr)
+        print(describe_unknown(arg), file=sys.stderr)
     if v.port and v.rest_api_port and v.port == v.rest_api_port:
         raise UsageError("--port and --rest_api_port must differ")
     platforms = _platforms(v)

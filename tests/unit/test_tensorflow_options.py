@@ -46,6 +46,19 @@ def test_setting_all_three_thread_flags_is_a_usage_error(tmp_path: Path) -> None
         config_from_flags(flags)
 
 
+def test_unimplemented_tf_serving_flags_are_named_and_ignored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_from_flags(
+        [f"--model_base_path={tmp_path}", "--enable_profiler=false", "--no_such_flag=1"]
+    )
+    assert capsys.readouterr().err.splitlines() == [
+        "unsupported TensorFlow Serving flag, ignored: --enable_profiler=false "
+        "(no profiler service)",
+        "unknown argument: --no_such_flag=1",  # TF Serving's own text
+    ]
+
+
 @pytest.mark.parametrize(
     ("text", "tags"),
     [("serve", ("serve",)), ("serve,gpu", ("serve", "gpu")), (" serve , tpu ,", ("serve", "tpu")),

@@ -185,6 +185,37 @@ def add_batching_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# TensorFlow Serving flags that Servoir does not implement, and why: named when given, then
+# ignored like any unknown argument.
+UNSUPPORTED_TF_FLAGS = {
+    "enable_profiler": "no profiler service",
+    "use_alts_credentials": "no ALTS; use --ssl_config_file",
+    "rest_api_num_threads": "the REST server is asynchronous",
+    "num_unload_threads": "unloads use the --num_load_threads pool",
+    "flush_filesystem_caches": "not implemented",
+    "remove_unused_fields_from_bundle_metagraph": "not implemented",
+    "xla_cpu_compilation_enabled": "XLA is not set up",
+    "xla_gpu_compilation_enabled": "XLA is not set up",
+    "mixed_precision": "not implemented",
+    "thread_pool_factory_config_file": "not implemented",
+    "skip_initialize_tpu": "no TPU support",
+    "prefer_tflite_model": "no TFLite runtime",
+    "use_tflite_model": "no TFLite runtime",
+    "num_tflite_pools": "no TFLite runtime",
+    "num_tflite_interpreters": "no TFLite runtime",
+    "num_tflite_interpreters_per_pool": "no TFLite runtime",
+}
+
+
+def describe_unknown(arg: str) -> str:
+    """The line printed for an argument the parser did not take."""
+    name = arg.lstrip("-").split("=", 1)[0]
+    reason = UNSUPPORTED_TF_FLAGS.get(name) if arg.startswith("--") else None
+    if reason is None:
+        return f"unknown argument: {arg}"
+    return f"unsupported TensorFlow Serving flag, ignored: {arg} ({reason})"
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedFlags:
     values: argparse.Namespace
