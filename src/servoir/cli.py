@@ -144,8 +144,11 @@ def _tensorflow(
     are then ignored, as in TF Serving), else from the flags."""
     entry = platforms.get(TENSORFLOW)
     if entry is not None:
+        parser = build_parser()  # the flags' defaults: a flag that differs was given
         ignored = [
-            f"--{name}" for name, default in TENSORFLOW_FLAGS if getattr(values, name) != default
+            f"--{name}"
+            for name in TENSORFLOW_FLAGS
+            if getattr(values, name) != parser.get_default(name)
         ]
         if ignored:
             log.warning(
@@ -173,14 +176,14 @@ def _tensorflow(
     )
 
 
-# The TensorFlow flags a platform config's tensorflow entry replaces, with their defaults.
+# The TensorFlow flags a platform config's tensorflow entry replaces.
 TENSORFLOW_FLAGS = (
-    ("saved_model_tags", "serve"),
-    ("tensorflow_session_parallelism", 0),
-    ("tensorflow_intra_op_parallelism", 0),
-    ("tensorflow_inter_op_parallelism", 0),
-    ("tensorflow_session_config_file", ""),
-    ("per_process_gpu_memory_fraction", 0.0),
+    "saved_model_tags",
+    "tensorflow_session_parallelism",
+    "tensorflow_intra_op_parallelism",
+    "tensorflow_inter_op_parallelism",
+    "tensorflow_session_config_file",
+    "per_process_gpu_memory_fraction",
 )
 
 

@@ -149,12 +149,15 @@ def _entries(message: platform_config_pb2.PlatformConfigMap) -> dict[str, Platfo
     return settings
 
 
-def read_platform_config(path: Path) -> dict[str, PlatformSettings]:
+def _read(path: Path, what: str) -> str:
     try:
-        text = path.read_text()
+        return path.read_text()
     except OSError as e:
-        raise _invalid(f"cannot read platform config file {path}: {e.strerror}") from None
-    return parse_platform_config(text, str(path))
+        raise _invalid(f"cannot read {what} file {path}: {e.strerror}") from None
+
+
+def read_platform_config(path: Path) -> dict[str, PlatformSettings]:
+    return parse_platform_config(_read(path, "platform config"), str(path))
 
 
 def parse_session_config(text: str, origin: str) -> config_pb2.ConfigProto:
@@ -175,11 +178,7 @@ def session_config(
     Serving writes them."""
     message = config_pb2.ConfigProto()
     if path is not None:
-        try:
-            text = path.read_text()
-        except OSError as e:
-            raise _invalid(f"cannot read session config file {path}: {e.strerror}") from None
-        message = parse_session_config(text, str(path))
+        message = parse_session_config(_read(path, "session config"), str(path))
     if gpu_memory_fraction < 0:
         raise _invalid(
             f"--per_process_gpu_memory_fraction must not be negative; was {gpu_memory_fraction}"
