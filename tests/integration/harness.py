@@ -12,6 +12,12 @@ from typing import Any
 from servoir.server import Server, ServerConfig
 
 
+def metric_values(text: str) -> dict[str, float]:
+    """A Prometheus text page as {series with its labels: value}."""
+    samples = (s.rsplit(" ", 1) for s in text.splitlines() if s and not s.startswith("#"))
+    return {series: float(value) for series, value in samples}
+
+
 class RunningServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config

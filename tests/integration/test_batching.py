@@ -33,7 +33,7 @@ from servoir.frontends.grpc.tf_tensors import decode_tensor, encode_tensor
 from servoir.protos.tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from servoir.runtimes.registry import RuntimeOptions
 from servoir.server import ServerConfig
-from tests.integration.harness import RunningServer
+from tests.integration.harness import RunningServer, metric_values
 from tests.models import copy_example, mixed_model, scale_model
 
 PARAMS = {
@@ -258,9 +258,7 @@ def test_large_requests_are_split_and_batches_padded(
 
 def tf_metrics(client: httpx.Client) -> dict[str, float]:
     """TF Serving's monitoring page as {series with labels: value}."""
-    text = client.get("/monitoring/prometheus/metrics").text
-    lines = (line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
-    return {series: float(value) for series, value in lines}
+    return metric_values(client.get("/monitoring/prometheus/metrics").text)
 
 
 def test_tf_servings_batching_metrics_at_the_monitoring_path(client: httpx.Client) -> None:

@@ -14,7 +14,7 @@ import pytest
 from servoir.cli import config_from_flags
 from servoir.frontends.grpc.server import GrpcOptions
 from tests.conftest import SHARED_TESTDATA
-from tests.integration.harness import RunningServer
+from tests.integration.harness import RunningServer, metric_values
 from tests.integration.tf_models import requires_shared
 from tests.models import scale_model
 from tests.unit.test_platform_config import entry
@@ -62,11 +62,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 
 def batch_count(client: httpx.Client, model: str) -> float:
-    prefix = f'servoir_batch_size_count{{model="{model}"}} '
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith(prefix):
-            return float(line[len(prefix) :])
-    return 0.0
+    page = metric_values(client.get("/metrics").text)
+    return page.get(f'servoir_batch_size_count{{model="{model}"}}', 0.0)
 
 
 def test_the_tensorflow_entry_batches_tensorflow_models(client: httpx.Client) -> None:

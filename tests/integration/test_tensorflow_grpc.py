@@ -24,7 +24,7 @@ from tensorflow_serving.apis import (
 )
 
 from tests.conftest import SHARED_TESTDATA
-from tests.integration.harness import RunningServer
+from tests.integration.harness import RunningServer, metric_values
 from tests.integration.tf_models import BROKEN, BuiltModels, example, requires_shared, start_server
 
 pytestmark = requires_shared
@@ -210,12 +210,12 @@ def test_multi_inference_runs_every_task(stub: Any) -> None:
 def example_metrics(server: RunningServer, model: str) -> dict[str, float]:
     """TF Serving's request_example_counts series of one model, by name and `le`."""
     assert server.server is not None
-    found: dict[str, float] = {}
-    for line in server.server.metrics.render_tf().decode().splitlines():
-        if line.startswith(":tensorflow:serving:request_example_count") and model in line:
-            series, value = line.rsplit(" ", 1)
-            found[series] = float(value)
-    return found
+    page = metric_values(server.server.metrics.render_tf().decode())
+    return {
+        series: value
+        for series, value in page.items()
+        if series.startswith(":tensorflow:serving:request_example_count") and model in series
+    }
 
 
 def test_examples_per_request_are_tf_servings_metrics(server: RunningServer, stub: Any) -> None:
