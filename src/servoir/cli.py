@@ -241,7 +241,7 @@ def config_from_flags(argv: list[str]) -> ServerConfig:
         enable_signature_method_name_check=v.enable_signature_method_name_check,
         file_system_poll_wait_seconds=v.file_system_poll_wait_seconds,
         version_quiet_seconds=v.version_quiet_seconds,
-        warmup=WarmupOptions(v.enable_model_warmup, v.num_request_iterations_for_warmup),
+        warmup=WarmupOptions(v.enable_model_warmup, max(v.num_request_iterations_for_warmup, 1)),
         platform_warmup={
             runtime: WarmupOptions(entry.warmup, entry.warmup_iterations)
             for runtime, entry in platforms.items()

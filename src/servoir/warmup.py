@@ -38,7 +38,7 @@ MAX_RECORDS = 1000
 @dataclass(frozen=True, slots=True)
 class WarmupOptions:
     enabled: bool = True
-    iterations: int = 1  # --num_request_iterations_for_warmup (0 means 1)
+    iterations: int = 1  # times each record runs; 0 reads and checks the file, runs nothing
 
 
 class WarmupLoader:
@@ -82,7 +82,7 @@ class WarmupLoader:
         return logs
 
     async def _replay(self, servable: Servable, logs: list[Any]) -> int:
-        iterations = max(self._options.iterations, 1)
+        iterations = self._options.iterations
         examples = ExampleApi(_Loading(servable), None, check_method_names=False)
         for index, entry in enumerate(logs):
             kind = entry.WhichOneof("log_type")

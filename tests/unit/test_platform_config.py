@@ -88,6 +88,21 @@ def test_an_empty_legacy_config_has_session_bundle_config_defaults() -> None:
     assert parse_platform_config(empty, "p")["onnx"].batching == BatchingOptions()
 
 
+@pytest.mark.parametrize(
+    ("options", "iterations"),
+    [
+        ("", 1),
+        ("model_warmup_options {}", 1),
+        ("model_warmup_options { num_request_iterations {} }", 0),
+        ("model_warmup_options { num_request_iterations { value: -2 } }", 0),
+    ],
+)
+def test_warmup_iterations_follow_tf_serving(options: str, iterations: int) -> None:
+    # saved_model_warmup_util: unset means once; a set value is taken as it is (0 replays none).
+    settings = parse_platform_config(entry("tensorflow", options), "p")["tensorflow"]
+    assert settings.warmup_iterations == iterations
+
+
 def test_servoirs_other_runtimes_have_entries_too() -> None:
     text = entry("onnxruntime", "enable_model_warmup: true") + entry("torch", "")
     settings = parse_platform_config(text, "p")
@@ -247,7 +262,7 @@ def test_the_tensorflow_entry_replaces_the_tensorflow_and_batching_flags(tmp_pat
     assert config.batching.threads == 1
     # warmup: the entry's for TensorFlow, the flag's for the other runtimes
     assert config.platform_warmup == {"tensorflow": WarmupOptions(True, 3)}
-    assert config.warmup == WarmupOptions(False, 0)
+    assert config.warmup == WarmupOptions(False, 1)
 
 
 def test_tensorflow_flags_the_entry_replaces_are_named(

@@ -98,10 +98,17 @@ def _settings(key: str, runtime: str, config: SessionBundleConfig) -> PlatformSe
         batching=batching,
         per_model_batching=config.enable_per_model_batching_params,
         warmup=config.enable_model_warmup,
-        warmup_iterations=max(config.model_warmup_options.num_request_iterations.value, 1),
+        warmup_iterations=_warmup_iterations(config.model_warmup_options),
         session_config=config.session_config.SerializeToString(),
         saved_model_tags=tuple(t for t in config.saved_model_tags if t) or DEFAULT_TAGS,
     )
+
+
+def _warmup_iterations(options: Message) -> int:
+    # As TF's saved_model_warmup_util: unset means once; a set 0 (or less) replays nothing.
+    if not options.HasField("num_request_iterations"):
+        return 1
+    return max(int(options.num_request_iterations.value), 0)
 
 
 def _is_set(message: Message, name: str) -> bool:
