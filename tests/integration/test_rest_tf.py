@@ -276,6 +276,36 @@ X2 = [[1.0, 2.0]]
             'Serving signature name: "nope" not found in signature def',
         ),
         ("POST", "/v1/models/scale:predict", {"signature_name": 3, "instances": X2}, 400, None),
+        # TF Serving's order: the JSON, then the model, then the signature, then the keys.
+        ("POST", "/v1/models/nope:predict", b"", 400, "JSON Parse error: The document is empty"),
+        (
+            "POST",
+            "/v1/models/mlp/labels/canary:predict",
+            b"[1]",
+            400,
+            "JSON Value: [\n    1\n] Is not object",
+        ),
+        (
+            "POST",
+            "/v1/models/nope:predict",
+            {"signature_name": 3, "instances": X2},
+            400,
+            None,
+        ),
+        (
+            "POST",
+            "/v1/models/nope:predict",
+            {},
+            404,
+            "Servable not found for request: Latest(nope)",
+        ),
+        (
+            "POST",
+            "/v1/models/scale:predict",
+            {"signature_name": "nope", "instances": X2, "inputs": X2},
+            400,
+            'Serving signature name: "nope" not found in signature def',
+        ),
         (
             "POST",
             "/v1/models/scale:predict",

@@ -10,7 +10,11 @@ import pytest
 
 from servoir.errors import Code, ServingError
 from servoir.frontends.rest.json_body import parse_json_object
-from servoir.frontends.rest.tf_decode import PredictBody, decode_inputs, read_predict_body
+from servoir.frontends.rest.tf_decode import (
+    decode_inputs,
+    predict_payload,
+    read_predict_body,
+)
 from servoir.types import DataType, Signature, TensorSpec
 
 D = DataType
@@ -40,25 +44,32 @@ def error_of(body: bytes, signature: Signature) -> ServingError:
 
 
 @pytest.mark.parametrize(
-    ("doc", "expected"),
+    ("doc", "signature_name", "payload"),
     [
-        ({"instances": [1]}, PredictBody("", True, [1])),
-        ({"inputs": {"x": 1}, "signature_name": "s"}, PredictBody("s", False, {"x": 1})),
-        ({"inputs": 5, "other": "ignored"}, PredictBody("", False, 5)),
+        ({"instances": [1]}, "", (True, [1])),
+        ({"inputs": {"x": 1}, "signature_name": "s"}, "s", (False, {"x": 1})),
+        ({"inputs": 5, "other": "ignored"}, "", (False, 5)),
     ],
 )
-def test_read_predict_body(doc: dict[str, Any], expected: PredictBody) -> None:
-    assert read_predict_body(doc) == expected
+def test_read_predict_body(doc: dict[str, Any], signature_name: str, payload: Any) -> None:
+    body = read_predict_body(doc)
+    assert body.signature_name == signature_name
+    assert (body.row_format, predict_payload(doc)[1]) == payload
+
+
+def test_only_the_signature_name_is_checked_before_the_model_is_known() -> None:
+    with pytest.raises(ServingError) as info:
+        read_predict_body({"signature_name": 5, "inputs": 1})
+    assert info.value.message == (
+        'JSON Value: {\n    "signature_name": 5,\n    "inputs": 1\n} not formatted correctly.'
+        " 'signature_name' key must be a string value."
+    )
+    assert read_predict_body({"foo": 1}).signature_name == ""  # keys are checked later
 
 
 @pytest.mark.parametrize(
     ("doc", "message"),
     [
-        (
-            {"signature_name": 5, "inputs": 1},
-            'JSON Value: {\n    "signature_name": 5,\n    "inputs": 1\n} not formatted correctly.'
-            " 'signature_name' key must be a string value.",
-        ),
         (
             {"instances": [1], "inputs": [1]},
             'JSON Value: {\n    "instances": [\n        1\n    ],\n    "inputs": [\n        1\n'
@@ -76,9 +87,9 @@ def test_read_predict_body(doc: dict[str, Any], expected: PredictBody) -> None:
         ({"foo": 1}, "Missing 'inputs' or 'instances' key"),
     ],
 )
-def test_read_predict_body_errors(doc: dict[str, Any], message: str) -> None:
+def test_predict_payload_errors(doc: dict[str, Any], message: str) -> None:
     with pytest.raises(ServingError) as info:
-        read_predict_body(doc)
+        predict_payload(doc)
     assert info.value.code is Code.INVALID_ARGUMENT
     assert info.value.message == message
 

@@ -99,9 +99,8 @@ class TfRestApi:
         return self._list()
 
     async def _predict(self, route: routes.Route, body: bytes, note: dict[str, str]) -> bytes:
-        # TF Serving resolves the servable before it reads the body: an unknown model is a
-        # 404 whatever the JSON looks like.
-        self._service.resolve_version(ModelSpec(route.model, route.version, route.label))
+        # TF Serving's order: the JSON and its signature name first (a bad body is a 400 even
+        # for an unknown model), then the model and signature, then the payload keys.
         parsed = read_predict_body(parse_json_object(body))
         spec = ModelSpec(route.model, route.version, route.label, parsed.signature_name)
         request = PredictRequest(

@@ -1,9 +1,11 @@
 """TF Serving predict request JSON -> numpy inputs (contract 1.2, 1.3).
 
-`read_predict_body` checks the top-level keys before the signature is known;
-`decode_inputs` turns the row ("instances") or columnar ("inputs") payload into one array per
-signature input. Each input first tries numpy's one-call fast path; whatever that refuses is
-decoded again by the exact walker, which raises TF Serving's messages in TF Serving's order.
+`read_predict_body` reads the signature name, all that is checked before the model is looked
+up (TF Serving's order: parse, signature name, model and signature, then the payload keys).
+`decode_inputs` checks the payload keys and turns the row ("instances") or columnar
+("inputs") payload into one array per signature input. Each input first tries numpy's
+one-call fast path; whatever that refuses is decoded again by the exact walker, which raises
+TF Serving's messages in TF Serving's order.
 """
 
 from __future__ import annotations
@@ -32,18 +34,27 @@ _INPUTS_KEY = "inputs"
 @dataclass(frozen=True)
 class PredictBody:
     signature_name: str
-    row_format: bool
-    payload: Any
+    doc: dict[str, Any]
+
+    @property
+    def row_format(self) -> bool:
+        return _INSTANCES_KEY in self.doc
 
 
 def read_predict_body(doc: dict[str, Any]) -> PredictBody:
-    """The signature name and the one payload key of a predict request; other keys ignored."""
+    """The signature name: all TF Serving checks before it looks the model up."""
     signature_name = doc.get(_SIGNATURE_KEY, "")
     if not isinstance(signature_name, str):
         raise invalid_argument(
             f"JSON Value: {debug_text(doc)} not formatted correctly."
             " 'signature_name' key must be a string value."
         )
+    return PredictBody(signature_name, doc)
+
+
+def predict_payload(doc: dict[str, Any]) -> tuple[bool, Any]:
+    """(row format?, the one payload); other keys are ignored. TF Serving checks these keys
+    only once the signature is found."""
     if _INSTANCES_KEY in doc and _INPUTS_KEY in doc:
         raise invalid_argument(
             f"JSON Value: {debug_text(doc)} Not formatted correctly expecting only one of"
@@ -58,9 +69,9 @@ def read_predict_body(doc: dict[str, Any]) -> PredictBody:
             )
         if not instances:
             raise invalid_argument(f"JSON Value: {debug_text(doc)} No values in 'instances' array")
-        return PredictBody(signature_name, True, instances)
+        return True, instances
     if _INPUTS_KEY in doc:
-        return PredictBody(signature_name, False, doc[_INPUTS_KEY])
+        return False, doc[_INPUTS_KEY]
     raise invalid_argument("Missing 'inputs' or 'instances' key")
 
 
@@ -77,10 +88,11 @@ def decode_inputs(
     if not inputs:
         name = body.signature_name or "DEFAULT"
         raise invalid_argument(f"Failed to get input map for signature: {name}")
+    row_format, payload = predict_payload(body.doc)
     numbers_only = raw_body is None or not _may_hold_bools(raw_body)
-    if body.row_format:
-        return _decode_rows(body.payload, inputs, numbers_only)
-    return _decode_columns(body.payload, inputs, numbers_only)
+    if row_format:
+        return _decode_rows(payload, inputs, numbers_only)
+    return _decode_columns(payload, inputs, numbers_only)
 
 
 def _may_hold_bools(raw_body: bytes) -> bool:
