@@ -103,12 +103,14 @@ class TensorSpec:
 
     `name` is the runtime's tensor name (TensorInfo.name); the alias is the key it is stored
     under in `Signature.inputs`/`outputs`. `shape` is None for unknown rank, -1 for a dim of
-    unknown size.
+    unknown size. `has_shape` is False when the signature gives no shape at all (a TF
+    TensorInfo without `tensor_shape`, read as a scalar); metadata then shows none, as TF's.
     """
 
     name: str
     dtype: DataType
     shape: tuple[int, ...] | None
+    has_shape: bool = True
 
 
 @dataclass(frozen=True, slots=True)

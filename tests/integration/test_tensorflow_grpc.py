@@ -11,7 +11,6 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from google.protobuf import json_format
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -25,7 +24,15 @@ from tensorflow_serving.apis import (
 
 from tests.conftest import SHARED_TESTDATA
 from tests.integration.harness import RunningServer, metric_values
-from tests.integration.tf_models import BROKEN, BuiltModels, example, requires_shared, start_server
+from tests.integration.tf_models import (
+    BROKEN,
+    BuiltModels,
+    example,
+    metadata_json,
+    requires_shared,
+    saved_metadata,
+    start_server,
+)
 
 pytestmark = requires_shared
 
@@ -306,18 +313,24 @@ def test_multi_inference_needs_one_input_tensor(stub: Any) -> None:
 # ---- metadata and status -----------------------------------------------------------------------
 
 
-def test_metadata_equals_tf_servings_reference(stub: Any) -> None:
+def signature_map(stub: Any, model: str) -> Any:
     request = get_model_metadata_pb2.GetModelMetadataRequest()
-    request.model_spec.name = "default"
+    request.model_spec.name = model
     request.metadata_field.append("signature_def")
     response = stub.GetModelMetadata(request, timeout=30)
-    signature_map = get_model_metadata_pb2.SignatureDefMap()
-    response.metadata["signature_def"].Unpack(signature_map)
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(signatures)
+    return signatures
+
+
+def test_metadata_equals_tf_servings_reference(stub: Any) -> None:
     expected = json.loads((SHARED_TESTDATA / "half_plus_two_model_metadata.json").read_text())
-    got = json_format.MessageToDict(
-        signature_map, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
-    assert got == expected["metadata"]["signature_def"]
+    assert metadata_json(signature_map(stub, "default")) == expected["metadata"]["signature_def"]
+
+
+@pytest.mark.parametrize("model", ["tf2", "three", "counter"])
+def test_metadata_is_the_saved_models_signatures(stub: Any, model: str) -> None:
+    assert metadata_json(signature_map(stub, model)) == saved_metadata(model)
 
 
 @pytest.mark.parametrize("model", BROKEN)

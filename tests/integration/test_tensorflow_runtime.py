@@ -24,6 +24,7 @@ from tests.integration.tf_models import (
     BuiltModels,
     example,
     requires_shared,
+    saved_metadata,
     start_server,
 )
 
@@ -230,6 +231,24 @@ def test_example_api_errors(
 def test_metadata_equals_tf_servings_reference(client: httpx.Client) -> None:
     expected = json.loads((SHARED_TESTDATA / "half_plus_two_model_metadata.json").read_text())
     assert client.get("/v1/models/default/metadata").json() == expected
+
+
+@pytest.mark.parametrize("model", ["default", "tf2", "three", "counter"])
+def test_metadata_is_the_saved_models_signatures_as_tf_prints_them(
+    client: httpx.Client, model: str
+) -> None:
+    # half_plus_three's TensorInfos have no tensor_shape (none is shown); tf2's default is
+    # a whole TensorProto.
+    served = client.get(f"/v1/models/{model}/metadata").json()["metadata"]["signature_def"]
+    assert json.loads(json.dumps(served).replace("DT_FLOAT_REF", "DT_FLOAT")) == saved_metadata(
+        model
+    )
+
+
+def test_a_signature_without_shapes_is_quoted_without_them(client: httpx.Client) -> None:
+    message = error(client, "/v1/models/three:regress", {"examples": [{"x": [1.0]}]})
+    assert message.startswith("No regression inputs found in SignatureDef: inputs {")
+    assert "tensor_shape" not in message
 
 
 def test_status_text_is_tf_servings(client: httpx.Client) -> None:

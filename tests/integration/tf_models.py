@@ -4,12 +4,16 @@ a server serving them all (REST and gRPC on free ports)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from google.protobuf import json_format
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2
 
 from servoir.config.model_config import ModelConfig
 from servoir.frontends.grpc.server import GrpcOptions
@@ -35,6 +39,25 @@ SHARED_MODELS = {
     "text": "tf_text_regression",  # its saved_model.pb is missing
 }
 BROKEN = ("legacy", "text")
+
+
+def metadata_json(signature_map: Any) -> Any:
+    """A SignatureDefMap as TF Serving's JsonPrinter writes it (fields without presence too).
+    Reference dtypes read as their base type: Servoir's documented difference."""
+    doc = json_format.MessageToDict(
+        signature_map, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    return json.loads(json.dumps(doc).replace("DT_FLOAT_REF", "DT_FLOAT"))
+
+
+def saved_metadata(model: str) -> Any:
+    """What TF Serving's metadata shows for a shared model: its SavedModel's SignatureDefs."""
+    path = SHARED_TESTDATA / SHARED_MODELS[model] / "00000123" / "saved_model.pb"
+    saved = saved_model_pb2.SavedModel.FromString(path.read_bytes())
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    for key, value in saved.meta_graphs[0].signature_def.items():
+        signature_map.signature_def[key].CopyFrom(value)
+    return metadata_json(signature_map)
 
 
 class TwoSignatures(tf.Module):

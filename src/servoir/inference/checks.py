@@ -157,6 +157,8 @@ def _tensor_info(spec: TensorSpec) -> list[str]:
     lines = [f'name: "{spec.name}"'] if spec.name else []
     if spec.dtype is not DataType.DT_INVALID:
         lines.append(f"dtype: {spec.dtype.name}")
+    if not spec.has_shape:
+        return lines
     shape = ["tensor_shape {"]
     if spec.shape is None:
         shape.append("  unknown_rank: true")

@@ -35,7 +35,7 @@ def tensor_spec(info: Any) -> TensorSpec:
     name = info.name if info.WhichOneof("encoding") == "name" else ""
     shape_proto = info.tensor_shape
     shape = None if shape_proto.unknown_rank else tuple(int(d.size) for d in shape_proto.dim)
-    return TensorSpec(name, data_type(info.dtype), shape)
+    return TensorSpec(name, data_type(info.dtype), shape, info.HasField("tensor_shape"))
 
 
 def signature(signature_def: Any, to_array: ToArray) -> Signature:

@@ -39,6 +39,9 @@ def fill_signature_def(proto: Any, signature: Signature) -> None:
 def _fill_tensor_info(proto: Any, spec: TensorSpec) -> None:
     proto.name = spec.name
     proto.dtype = int(spec.dtype)
+    if not spec.has_shape:
+        return
+    proto.tensor_shape.SetInParent()  # a scalar's empty shape is set too, as in TF
     if spec.shape is None:
         proto.tensor_shape.unknown_rank = True
         return

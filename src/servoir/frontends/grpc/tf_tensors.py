@@ -210,6 +210,7 @@ def encode_tensor(alias: str, array: Array, proto: Any, tensor_content: bool = F
             f"output {alias} has dtype {array.dtype}, which TensorFlow Serving's API cannot carry",
         ) from None
     proto.dtype = int(dtype)
+    proto.tensor_shape.SetInParent()  # set for a scalar too, as TF's AsProtoField does
     dims = proto.tensor_shape.dim
     for size in array.shape:
         dims.add().size = size

@@ -7,11 +7,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from google.protobuf import json_format
 
 from servoir.core.manager import VersionStatus
 from servoir.errors import Code
+from servoir.frontends.grpc.tf_tensors import encode_tensor
+from servoir.protos.tensorflow.core.framework import tensor_pb2
 from servoir.service import ModelMetadata
-from servoir.types import Array, DataType, Signature, TensorSpec
+from servoir.types import Array, Signature, TensorSpec
 
 
 def status_entries(statuses: Sequence[VersionStatus]) -> list[dict[str, Any]]:
@@ -41,36 +44,24 @@ def _shape(shape: tuple[int, ...] | None) -> dict[str, Any]:
 
 
 def _tensor_info(spec: TensorSpec) -> dict[str, Any]:
+    if not spec.has_shape:  # JsonPrinter leaves out a message field that is not set
+        return {"dtype": spec.dtype.name, "name": spec.name}
     return {"dtype": spec.dtype.name, "tensor_shape": _shape(spec.shape), "name": spec.name}
 
 
-_VAL_FIELDS = {
-    DataType.DT_FLOAT: "float_val",
-    DataType.DT_DOUBLE: "double_val",
-    DataType.DT_INT64: "int64_val",
-    DataType.DT_BOOL: "bool_val",
-    DataType.DT_STRING: "string_val",
-    DataType.DT_UINT32: "uint32_val",
-    DataType.DT_UINT64: "uint64_val",
-}
+_TENSOR_FIELDS = [f.name for f in tensor_pb2.TensorProto.DESCRIPTOR.fields]
 
 
 def tensor_proto_json(value: Array) -> dict[str, Any]:
-    """A TensorProto as JsonPrinter writes it (for signature `defaults`)."""
-    dtype = DataType.from_numpy(value.dtype)
-    doc: dict[str, Any] = {"dtype": dtype.name, "tensor_shape": _shape(tuple(value.shape))}
-    if not value.shape:
-        doc["tensor_shape"] = {}
-    field = _VAL_FIELDS.get(dtype, "int_val")
-    flat = np.asarray(value).reshape(-1).tolist()
-    if dtype is DataType.DT_STRING:
-        import base64
-
-        flat = [base64.b64encode(b).decode() for b in flat]
-    elif dtype in (DataType.DT_INT64, DataType.DT_UINT64):
-        flat = [str(v) for v in flat]
-    doc[field] = flat
-    return doc
+    """A signature default as TF's metadata JsonPrinter writes it: the TensorProto that gRPC
+    metadata carries, every field set or not (always_print_fields_with_no_presence), in
+    declaration order."""
+    proto = tensor_pb2.TensorProto()
+    encode_tensor("default", np.asarray(value), proto)
+    doc = json_format.MessageToDict(
+        proto, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    return {name: doc[name] for name in _TENSOR_FIELDS if name in doc}
 
 
 def signature_json(signature: Signature) -> dict[str, Any]:
