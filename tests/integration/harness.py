@@ -73,10 +73,13 @@ class RunningServer:
         future = asyncio.run_coroutine_threadsafe(manager.wait_until(predicate), self._loop)
         future.result(timeout)
 
-    def poll_until(self, predicate: Callable[[], bool], timeout: float = 30) -> None:
-        """For conditions no event announces (reference counts): check every 5 ms, bounded."""
+    def poll_until(
+        self, predicate: Callable[[], bool], timeout: float = 30, *, on_loop: bool = True
+    ) -> None:
+        """For conditions no event announces (reference counts): check every 5 ms, bounded.
+        `on_loop=False` checks in the caller's thread (a predicate that calls the server)."""
         deadline = time.monotonic() + timeout
-        while not self.call(predicate):
+        while not (self.call(predicate) if on_loop else predicate()):
             if time.monotonic() > deadline:
                 raise TimeoutError("condition not met")
             time.sleep(0.005)

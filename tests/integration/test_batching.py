@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import json
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -44,6 +46,10 @@ PARAMS = {
         "max_execution_batch_size { value: 2 } allowed_batch_sizes: 2 allowed_batch_sizes: 8"
     ),
     "padded": "max_batch_size { value: 8 } pad_variable_length_inputs: true",
+    "splitpad": (
+        "max_batch_size { value: 8 } pad_variable_length_inputs: true "
+        "enable_large_batch_splitting { value: true } max_execution_batch_size { value: 2 }"
+    ),
     "strict": "max_batch_size { value: 8 }",
     "bad": "max_batch_size { value: 8 } allowed_batch_sizes: 4",
 }
@@ -59,6 +65,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     scale_model(root / "plain" / "1", 3.0)  # no parameters file: not batched
     scale_model(root / "bad" / "1", 3.0)
     mixed_model(root / "padded" / "1")
+    mixed_model(root / "splitpad" / "1")
     mixed_model(root / "strict" / "1")
     for name, text in PARAMS.items():
         latest = max(p for p in (root / name).iterdir())
@@ -304,6 +311,56 @@ def test_variable_length_inputs_are_padded(server: RunningServer, client: httpx.
     assert [a["tag_bytes"] for a in answers] == [{"b64": "YQ=="}, {"b64": "Yg=="}, {"b64": "Yw=="}]
     assert answers[0]["kept"] == [1, 0, 3, 0, 0]
     assert answers[2]["kept"] == [0, 0, 0, 0, 0]
+
+
+def test_a_split_request_whose_pieces_were_padded_differently_is_joined(
+    server: RunningServer, client: httpx.Client
+) -> None:
+    # Batches of 2 rows: a (length 5) opens one, b (4 rows of length 2) is cut 1 + 2 + 1,
+    # its first row padded to 5 with a, the rest to 2; c shares b's last batch.
+    a = {"instances": [mixed([1, 2, 3, 4, 5], "a")]}
+    b = {"instances": [mixed([10 + i, 20 + i], f"b{i}") for i in range(4)]}
+    c = {"instances": [mixed([7, 9], "c")]}
+    with (
+        concurrent.futures.ThreadPoolExecutor(3) as pool,
+        batch_thread_busy(server, client),
+    ):
+        futures = []
+        for queued, body in zip((1, 4, 5), (a, b, c), strict=True):
+            futures.append(pool.submit(client.post, "/v1/models/splitpad:predict", json=body))
+            server.poll_until(lambda n=queued: stats(server).queued_tasks == n)
+    answers = [f.result() for f in futures]
+    assert [r.status_code for r in answers] == [200, 200, 200], [r.text for r in answers]
+    kept = [[p["kept"] for p in r.json()["predictions"]] for r in answers]
+    assert kept[0] == [[1, 0, 3, 0, 5]]
+    # Every row of b comes back at the longest of its pieces' lengths, zeros after its own.
+    assert kept[1] == [[0, 0, 0, 0, 0], [11, 21, 0, 0, 0], [0, 0, 0, 0, 0], [13, 23, 0, 0, 0]]
+    assert kept[2] == [[7, 9]]
+
+
+def test_a_rest_client_that_disconnects_while_queued_is_not_run(
+    server: RunningServer, client: httpx.Client
+) -> None:
+    assert server.server is not None
+    cancelled = ':tensorflow:serving:request_count{model_name="mlp",status="CANCELLED"}'
+    gone_before = tf_metrics(client).get(cancelled, 0.0)
+    body = json.dumps({"instances": mlp_rows(1, seed=5).tolist()}).encode()
+    before = stats(server)
+    with batch_thread_busy(server, client) as first:
+        with socket.create_connection(("127.0.0.1", server.server.rest_port)) as raw:
+            raw.sendall(
+                b"POST /v1/models/mlp:predict HTTP/1.1\r\nHost: t\r\n"
+                b"Content-Type: application/json\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )
+            server.poll_until(lambda: stats(server).queued_tasks == 1)
+        # The client gave up; the server notices while the request is still queued.
+        server.poll_until(
+            lambda: tf_metrics(client).get(cancelled, 0.0) == gone_before + 1, on_loop=False
+        )
+    assert first.result().status_code == 200
+    server.poll_until(lambda: stats(server).running_batches == 0)
+    assert stats(server).rows_run - before.rows_run == 1  # only the request holding the thread
 
 
 def test_different_shapes_without_padding_fail_only_the_odd_request(

@@ -13,6 +13,7 @@ from servoir.batching.formation import (
     SHAPES_DIFFER,
     bucket_bound,
     bucket_key,
+    join_pieces,
     merge,
     padded_size,
     sequence_length,
@@ -207,3 +208,22 @@ def test_output_errors_are_tf_servings(outputs: dict[str, Any], message: str) ->
         "Batched output tensor's 0th dimension does not equal the sum of the 0th dimension "
         "sizes of the input tensors",
     )
+
+
+def test_pieces_of_a_split_request_are_joined_padded_to_the_longest() -> None:
+    # The first piece ran in a batch padded to length 3, the others in batches of length 1.
+    pieces = [
+        {"y": np.array([[1, 2, 0]]), "s": np.array([b"a"], dtype=object)},
+        {"y": np.array([[3], [4]]), "s": np.array([b"b", b"c"], dtype=object)},
+        {"y": np.array([[5]]), "s": np.array([b"d"], dtype=object)},
+    ]
+    joined = join_pieces(pieces)
+    assert joined["y"].tolist() == [[1, 2, 0], [3, 0, 0], [4, 0, 0], [5, 0, 0]]
+    assert joined["s"].tolist() == [b"a", b"b", b"c", b"d"]
+
+
+def test_pieces_of_different_ranks_cannot_be_joined() -> None:
+    with pytest.raises(ServingError) as info:
+        join_pieces([{"y": np.zeros((1, 2))}, {"y": np.zeros((1, 2, 2))}])
+    assert info.value.code is Code.FAILED_PRECONDITION
+    assert "output 'y'" in info.value.message

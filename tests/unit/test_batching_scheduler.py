@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from servoir.batching.options import BatchingConfig, BatchingOptions
-from servoir.batching.queue import QUEUE_FULL
+from servoir.batching.queue import QUEUE_FULL, Batch, BatchQueue
 from servoir.batching.scheduler import BatchScheduler
 from servoir.batching.servable import Batching, BatchingServable, MetricsMeter
 from servoir.core.servable import Servable
@@ -216,6 +216,59 @@ def test_a_full_queue_answers_unavailable_at_once_for_exactly_the_overflow() -> 
         admitted = [t for t in tasks if t not in refused]
         values = [(await t)["y"][0, 0] for t in admitted]
         assert values == [2.0, 4.0, 6.0]  # the first three, in arrival order
+
+    run(test)
+
+
+def test_answered_requests_give_their_queue_places_back() -> None:
+    async def test() -> None:
+        fake = FakeServable()
+        scheduler = BatchScheduler(1)
+        servable = batching(fake, scheduler, max_batch_size=1, max_enqueued_batches=2)
+        fake.hold()
+        first = asyncio.create_task(call(servable, row(0)))
+        await fake.running.wait()
+        gone = [asyncio.create_task(call(servable, row(i))) for i in (1, 2)]
+        await turns()
+        for task in gone:  # their callers went away (deadline answered, client cancelled)
+            task.cancel()
+        await turns()
+        # The queue is full of abandoned rows only: a new request takes their place.
+        late = asyncio.create_task(call(servable, row(3)))
+        await turns()
+        assert not late.done()
+        assert scheduler.stats().queued_tasks == 1
+        fake.gate.set()
+        await first
+        assert (await late)["y"][0, 0] == 6.0
+        assert [b[0, 0] for b in fake.batches] == [0.0, 3.0]  # the abandoned never ran
+
+    run(test)
+
+
+def test_a_caller_cancelled_while_borrowing_a_thread_gives_it_back() -> None:
+    async def test() -> None:
+        scheduler = BatchScheduler(2)
+
+        async def runner(batch: Batch) -> None:
+            return None
+
+        scheduler.add_queue(BatchQueue("q", BatchingOptions(), runner))  # starts the workers
+        await turns()
+        assert await scheduler.lend()  # one thread busy: the next lend waits out the turn
+        await turns(1)
+        waiting = asyncio.create_task(scheduler.lend())
+        await asyncio.sleep(0)
+        waiting.cancel()  # e.g. a gRPC deadline, at exactly that moment
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        scheduler.give_back()
+        await turns()
+        assert scheduler.stats().running_batches == 0
+        # Both threads are there: two lends succeed together.
+        assert await scheduler.lend()
+        await turns(1)
+        assert await scheduler.lend()
 
     run(test)
 

@@ -187,6 +187,23 @@ def _pad(array: Array, trailing: tuple[int, ...]) -> Array:
     return out
 
 
+def join_pieces(pieces: Sequence[Mapping[str, Array]]) -> dict[str, Array]:
+    """The outputs of a request that was split, its pieces' outputs concatenated in order.
+    With padding, pieces that ran in different batches may come back padded to different
+    lengths: each is padded with zeros to the longest, as one batch would have been."""
+    joined: dict[str, Array] = {}
+    for name in pieces[0]:
+        arrays = [piece[name] for piece in pieces]
+        if len({a.ndim for a in arrays}) > 1:
+            raise ServingError(
+                Code.FAILED_PRECONDITION,
+                f"output '{name}' has different ranks in the pieces of a split request",
+            )
+        trailing = tuple(max(dims) for dims in zip(*(a.shape[1:] for a in arrays), strict=True))
+        joined[name] = np.concatenate([_pad(a, trailing) for a in arrays])
+    return joined
+
+
 def split_outputs(
     outputs: Mapping[str, Array], sizes: Sequence[int], rows: int
 ) -> list[dict[str, Array]]:

@@ -16,10 +16,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
-
 from servoir.batching.formation import (
     bucket_key,
+    join_pieces,
     sequence_length,
     split_sizes,
     trailing_shapes,
@@ -87,10 +86,11 @@ class Request:
             results = [r for r in self.results if r is not None]
             if len(results) == 1:
                 self.future.set_result(results[0])
-            else:
-                self.future.set_result(
-                    {n: np.concatenate([r[n] for r in results]) for n in self.outputs}
-                )
+                return
+            try:
+                self.future.set_result(join_pieces(results))
+            except ServingError as e:
+                self.future.set_exception(e)
 
     def fail(self, error: BaseException) -> None:
         if not self.future.done():
@@ -160,8 +160,9 @@ class BatchQueue:
         request: Callable[[int], Request],
         now: float,
     ) -> Request:
-        """Admit a request of `size` rows, or raise without changing anything.
-        `request(parts)` makes the Request once the number of parts is known."""
+        """Admit a request of `size` rows, or raise (having at most dropped the rows of
+        requests already answered). `request(parts)` makes the Request once the number of
+        parts is known."""
         options = self.options
         if size > options.max_batch_size:
             raise ServingError(
@@ -170,27 +171,14 @@ class BatchQueue:
                 f"{options.max_batch_size}",
             )
         key = bucket_key(inputs, self._buckets, options.pad_variable_length_inputs)
-        current = self._open.get(key)
-        room = self.limit - current.size if current is not None else 0
-        free = options.max_enqueued_batches - len(self.batches)
-        if size <= room:
-            pieces = [size]
-        elif options.enable_large_batch_splitting:
-            capacity = room + free * self.limit
-            if size > capacity:
-                raise ServingError(
-                    Code.UNAVAILABLE,
-                    f"{QUEUE_FULL}; task size is {size} but scheduling capacity is only "
-                    f"{capacity} (num_enqueued_batches={len(self.batches)}, "
-                    f"max_enqueued_batches={options.max_enqueued_batches}, "
-                    f"open_batch_size={current.size if current else 0}, "
-                    f"max_execution_batch_size={self.limit})",
-                )
-            pieces = split_sizes(size, room, self.limit)
-        elif free <= 0:
-            raise ServingError(Code.UNAVAILABLE, QUEUE_FULL)
-        else:
-            pieces = [size]
+        try:
+            pieces = self._pieces(key, size)
+        except ServingError as e:
+            # Rows of requests already answered (deadline passed, caller gone) wait for their
+            # batch to drop them; a full queue drops them now to make room instead.
+            if e.code is not Code.UNAVAILABLE or not self._drop_answered(now):
+                raise
+            pieces = self._pieces(key, size)
         admitted = request(len(pieces))
         admitted.enqueued = now
         if self.meter is not None:
@@ -204,6 +192,56 @@ class BatchQueue:
             self._add(key, Part(admitted, index, sliced, rows), now)
             start += rows
         return admitted
+
+    def _pieces(self, key: Hashable, size: int) -> list[int]:
+        """How a request of `size` rows joins the queue (one piece unless split), or
+        UNAVAILABLE when it does not fit."""
+        options = self.options
+        current = self._open.get(key)
+        room = self.limit - current.size if current is not None else 0
+        free = options.max_enqueued_batches - len(self.batches)
+        if size <= room:
+            return [size]
+        if options.enable_large_batch_splitting:
+            capacity = room + free * self.limit
+            if size > capacity:
+                raise ServingError(
+                    Code.UNAVAILABLE,
+                    f"{QUEUE_FULL}; task size is {size} but scheduling capacity is only "
+                    f"{capacity} (num_enqueued_batches={len(self.batches)}, "
+                    f"max_enqueued_batches={options.max_enqueued_batches}, "
+                    f"open_batch_size={current.size if current else 0}, "
+                    f"max_execution_batch_size={self.limit})",
+                )
+            return split_sizes(size, room, self.limit)
+        if free <= 0:
+            raise ServingError(Code.UNAVAILABLE, QUEUE_FULL)
+        return [size]
+
+    def _drop_answered(self, now: float) -> int:
+        """Remove the waiting parts of requests already answered; how many went."""
+        dropped = 0
+        kept = []
+        for batch in self.batches:
+            live = []
+            for part in batch.parts:
+                request = part.request
+                if not request.done:
+                    live.append(part)
+                    continue
+                dropped += 1
+                if request.deadline is not None and request.deadline <= now:
+                    self.expired += 1
+            if live:
+                batch.parts = live
+                batch.size = sum(part.size for part in live)
+                kept.append(batch)
+            elif self._open.get(batch.key) is batch:
+                del self._open[batch.key]
+        self.batches = kept
+        if dropped and self.meter is not None:
+            self.meter.queued(-dropped)
+        return dropped
 
     def _add(self, key: Hashable, part: Part, now: float) -> None:
         batch = self._open.get(key)

@@ -156,12 +156,20 @@ class BatchScheduler:
         self._running += 1
         if not loaded:
             return True
-        await asyncio.sleep(0)  # the rest of this turn: did others come with it?
+        try:
+            await asyncio.sleep(0)  # the rest of this turn: did others come with it?
+        except asyncio.CancelledError:  # the caller went away: its slot must come back
+            self._return_slot()
+            raise
         if not (self._queued() or self._stopped):
             return True
+        self._return_slot()
+        return False
+
+    def _return_slot(self) -> None:
+        """Undo a lend that ran nothing."""
         self._running -= 1
         self._release(self._lent.pop())
-        return False
 
     def _queued(self) -> bool:
         return any(queue.batches for queue in self._queues)

@@ -7,9 +7,10 @@ routing and request objects cost more than half the throughput for small models
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
+from typing import Any, TypeVar
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -17,6 +18,11 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
+# How long an answer may take before Servoir listens for its client going away. Listening
+# costs a task, which most answers finish well before needing.
+LISTEN_AFTER_S = 0.02
+
+T = TypeVar("T")
 
 
 class BodyTooLarge(Exception):
@@ -81,6 +87,57 @@ def _decode(scope: Scope, body: bytes, limit: int) -> bytes:
     if len(out) > limit or inflater.unconsumed_tail:
         raise BodyTooLarge(limit)
     return out
+
+
+async def unless_gone(receive: Receive, work: Awaitable[T]) -> T:
+    """`work`'s result; ClientGone if the client disconnects first. The server does not
+    cancel a request whose connection closed, so without this a queued request of a client
+    that gave up would still run: here the request's task is cancelled, which drops it from
+    its batch, as a cancelled gRPC call is dropped."""
+    watch = _Watch(receive)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not watch.gone:
+            raise
+        watch.task.uncancel()
+        raise ClientGone() from None
+    finally:
+        watch.stop()
+
+
+class _Watch:
+    """Listens for http.disconnect once LISTEN_AFTER_S has passed, then cancels `task`."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self.gone = False
+        self._listener: asyncio.Future[Message] | None = None
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(
+            LISTEN_AFTER_S, self._listen
+        )
+
+    def _listen(self) -> None:
+        self._timer = None
+        self._listener = asyncio.ensure_future(self._receive())
+        self._listener.add_done_callback(self._heard)
+
+    def _heard(self, listener: asyncio.Future[Message]) -> None:
+        if listener.cancelled() or listener.exception() is not None:
+            return
+        if listener.result()["type"] == "http.disconnect":
+            self.gone = True
+            self.task.cancel()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._listener is not None:
+            self._listener.cancel()
 
 
 async def respond(

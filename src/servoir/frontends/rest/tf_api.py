@@ -54,10 +54,11 @@ class TfRestApi:
         try:
             route = routes.match(method, path)
             note["model"] = route.model
-            body = b""
             if method == "POST":
                 body = await asgi.read_body(scope, receive, self._options.max_body_bytes)
-            payload = await self.handle(route, body, note)
+                payload = await asgi.unless_gone(receive, self.handle(route, body, note))
+            else:
+                payload = await self.handle(route, b"", note)
         except ServingError as e:
             code = e.code
             await self._reply(send, http_status(e.code), encode_error(e.message))

@@ -49,10 +49,11 @@ class V2RestApi:
             if route is None:
                 await self._error(send, 404, f"Not found: {scope['path']}")
                 return
-            body = b""
             if method == "POST":
                 body = await asgi.read_body(scope, receive, self._rest.max_body_bytes)
-            reply = await self._handle(route, scope, body)
+                reply = await asgi.unless_gone(receive, self._handle(route, scope, body))
+            else:
+                reply = await self._handle(route, scope, b"")
         except ServingError as e:
             await self._error(send, http_status(e.code), e.message)
         except rest_routes.MethodNotAllowed as e:
