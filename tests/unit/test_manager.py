@@ -129,6 +129,18 @@ def test_removing_every_version_unloads_all_and_history_is_bounded() -> None:
     run(test)
 
 
+def test_a_version_unloaded_twice_is_listed_once() -> None:
+    async def test(manager: Manager) -> None:
+        for _ in range(3):  # load, unload, load again ... (model control, config reloads)
+            aspire(manager, FakeLoader(1))
+            await manager.wait_until(lambda: states(manager) == {1: State.AVAILABLE})
+            manager.set_aspired("m", [])
+            await manager.wait_until(lambda: states(manager) == {1: State.END})
+        assert [s.version for s in manager.status("m")] == [1]
+
+    run(test)
+
+
 def test_stop_unloads_everything() -> None:
     async def test(manager: Manager) -> None:
         loader = FakeLoader(1)

@@ -276,6 +276,9 @@ class Manager:
         for version, harness in list(model.versions.items()):
             if harness.state is State.END and not harness.aspired:
                 del model.versions[version]
+                # One entry a version, as TF's state monitor keeps: the latest end wins.
+                kept = [s for s in model.history if s.version != version]
+                model.history = deque(kept)
                 model.history.append(VersionStatus(version, State.END, harness.error))
         while len(model.history) > self._end_history:
             model.history.popleft()
