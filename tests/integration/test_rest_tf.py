@@ -182,6 +182,17 @@ def test_predict_ints_bools_strings_and_b64(client: httpx.Client) -> None:
     }
 
 
+def test_bytes_that_are_not_utf8_are_refused_by_an_onnx_model(client: httpx.Client) -> None:
+    # ONNX Runtime's string tensors take text: b"\xff" is refused, never silently altered.
+    body = {"instances": [{"ids": [1], "mask": [True], "tag": {"b64": "/w=="}}]}
+    r = client.post("/v1/models/mixed:predict", json=body)
+    assert r.status_code == 400
+    assert r.json()["error"] == (
+        "input 'tag' holds bytes that are not UTF-8; this model's string inputs "
+        "(ONNX Runtime) take UTF-8 text only"
+    )
+
+
 def test_gzip_body(client: httpx.Client) -> None:
     body = gzip.compress(json.dumps({"instances": [[1.0, 1.0]]}).encode())
     r = client.post("/v1/models/scale:predict", content=body, headers={"Content-Encoding": "gzip"})

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from servoir.core.servable import Servable
-from servoir.errors import Code, ServingError
+from servoir.errors import Code, ServingError, invalid_argument
 from servoir.runtimes.blocking import BlockingRunner
 from servoir.runtimes.loading import VersionLoader
 from servoir.runtimes.registry import RuntimeContext
@@ -52,10 +52,15 @@ def _spec(arg: Any) -> TensorSpec:
 
 def _to_ort(array: Array, spec: TensorSpec) -> Array:
     if spec.dtype is DataType.DT_STRING:
-        # onnxruntime wants str elements; our string tensors carry bytes.
-        decoded: Array = np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(
-            array
-        )
+        # onnxruntime wants str elements; our string tensors carry bytes. It cannot carry
+        # bytes that are not UTF-8 (it would write str(b"...")): refuse them, never alter.
+        try:
+            decoded: Array = np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(array)
+        except UnicodeDecodeError:
+            raise invalid_argument(
+                f"input '{spec.name}' holds bytes that are not UTF-8; this model's string "
+                "inputs (ONNX Runtime) take UTF-8 text only"
+            ) from None
         return decoded
     return array
 
