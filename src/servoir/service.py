@@ -312,5 +312,11 @@ class Service:
     def model_names(self) -> list[str]:
         return self._manager.model_names()
 
+    def model_known(self, name: str) -> bool:
+        """Served now, or in the repository for model control to load (V2's "known")."""
+        if name in self._manager.model_names():
+            return True
+        return self._control is not None and name in self._control.known_models()
+
     def resolve_version(self, spec: ModelSpec) -> int:
         return self._manager.resolve_version(spec)

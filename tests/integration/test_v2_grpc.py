@@ -211,6 +211,13 @@ def test_raw_size_mismatch(stub: service_pb2_grpc.GRPCInferenceServiceStub) -> N
 def test_unimplemented_rpcs(stub: service_pb2_grpc.GRPCInferenceServiceStub) -> None:
     error = rpc_error(stub.ModelConfig, service_pb2.ModelConfigRequest(name="mlp"))
     assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert error.details() == "ModelConfig is not supported (use ModelMetadata)"
+    error = rpc_error(stub.ModelStatistics, service_pb2.ModelStatisticsRequest(name="mlp"))
+    assert error.details() == "ModelStatistics is not supported (use the Prometheus metrics)"
+    with pytest.raises(grpc.RpcError) as caught:
+        list(stub.ModelStreamInfer(iter([service_pb2.ModelInferRequest(model_name="mlp")])))
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert caught.value.details() == "ModelStreamInfer is not supported (use ModelInfer)"
 
 
 def test_model_control_is_off_by_default(triton: grpcclient.InferenceServerClient) -> None:
@@ -232,6 +239,12 @@ def test_not_ready_server(repo: Path) -> None:
         assert not client.is_server_ready()
         assert not client.is_model_ready("broken")
         assert client.is_model_ready("mlp")
+        x = grpcclient.InferInput("x", [1], "FP32")
+        x.set_data_from_numpy(np.ones(1, np.float32))
+        with pytest.raises(InferenceServerException) as caught:
+            client.infer("broken", [x])
+        assert caught.value.status() == "StatusCode.UNAVAILABLE"
+        assert caught.value.message() == "model 'broken' is not ready"
     finally:
         client.close()
         running.stop()

@@ -4,6 +4,7 @@ tritonclient cannot send the request under test)."""
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,8 +84,8 @@ def test_model_ready_status_codes(http: httpx.Client) -> None:
     assert http.get("/v2/models/mlp/ready").status_code == 200
     r = http.get("/v2/models/nope/ready")
     assert (r.status_code, r.json()) == (404, {"error": "unknown model 'nope'"})
-    r = http.get("/v2/models/mlp/versions/7/ready")
-    assert (r.status_code, r.json()) == (503, {"error": "model 'mlp' version 7 is not ready"})
+    r = http.get("/v2/models/mlp/versions/7/ready")  # no such version: unknown, not unready
+    assert (r.status_code, r.json()) == (404, {"error": "unknown model 'mlp' version 7"})
 
 
 def test_server_metadata(triton: httpclient.InferenceServerClient) -> None:
@@ -127,6 +128,29 @@ def test_infer_equals_onnxruntime(
     assert response["id"] == "req-1"
     expected = run_onnx(repo / "mlp" / "2", {"x": x})["logits"]
     np.testing.assert_array_equal(result.as_numpy("logits"), expected)
+
+
+@pytest.mark.parametrize("algorithm", ["deflate", "gzip"])
+def test_compressed_requests(
+    triton: httpclient.InferenceServerClient, repo: Path, algorithm: str
+) -> None:
+    infer_input, x = mlp_input(True)
+    result = triton.infer("mlp", [infer_input], request_compression_algorithm=algorithm)
+    expected = run_onnx(repo / "mlp" / "2", {"x": x})["logits"]
+    np.testing.assert_array_equal(result.as_numpy("logits"), expected)
+
+
+def test_raw_deflate_and_bad_deflate(http: httpx.Client) -> None:
+    body = json.dumps(
+        {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}
+    ).encode()
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)  # deflate without zlib's header
+    deflated = raw.compress(body) + raw.flush()
+    headers = {"Content-Encoding": "deflate"}
+    r = http.post("/v2/models/scale/infer", content=deflated, headers=headers)
+    assert r.status_code == 200, r.text
+    r = http.post("/v2/models/scale/infer", content=b"not deflate", headers=headers)
+    assert (r.status_code, r.json()) == (400, {"error": "Request body is not valid deflate data"})
 
 
 def test_explicit_version(triton: httpclient.InferenceServerClient, repo: Path) -> None:
@@ -345,6 +369,11 @@ def test_not_ready_server_answers_503(repo: Path) -> None:
         assert (r.status_code, r.json()) == (503, {"error": "the server is not ready"})
         r = httpx.get(running.rest_url + "/v2/models/broken/ready")
         assert (r.status_code, r.json()) == (503, {"error": "model 'broken' is not ready"})
+        # A known model that is not ready is 503 for inference and metadata too, not 404.
+        infer = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]}
+        for path, body in [("/v2/models/broken/infer", infer), ("/v2/models/broken", None)]:
+            r = httpx.request("POST" if body else "GET", running.rest_url + path, json=body)
+            assert (r.status_code, r.json()) == (503, {"error": "model 'broken' is not ready"})
     finally:
         client.close()
         running.stop()
@@ -379,6 +408,13 @@ def test_repository_index_load_and_unload(
     }
     controlled.unload_model("scale")
     assert not controlled.is_model_ready("scale")
+    # Unloaded but still in the repository: not ready (503), not unknown (404).
+    assert failure(controlled.get_model_metadata, "scale") == (
+        "503",
+        "model 'scale' is not ready",
+    )
+    r = httpx.get(controlled_server.rest_url + "/v2/models/scale/ready")
+    assert r.status_code == 503
     states = [e["state"] for e in controlled.get_model_repository_index() if e["name"] == "scale"]
     assert states and "READY" not in states  # still listed, as not ready
     url = controlled_server.rest_url + "/v2/repository/index"
@@ -386,6 +422,11 @@ def test_repository_index_load_and_unload(
     assert "scale" not in {e["name"] for e in ready_only} and ready_only
     controlled.load_model("scale")
     assert controlled.is_model_ready("scale")
+    controlled.unload_model("scale")  # a second unload lists version 1 once, not twice
+    assert [
+        e.get("version") for e in controlled.get_model_repository_index() if e["name"] == "scale"
+    ] == ["1"]
+    controlled.load_model("scale")
 
 
 def test_repository_errors(controlled: httpclient.InferenceServerClient) -> None:

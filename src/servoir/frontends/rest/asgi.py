@@ -74,16 +74,27 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 def _decode(scope: Scope, body: bytes, limit: int) -> bytes:
     encoding = header(scope, b"content-encoding")
-    if encoding is None or encoding.strip().lower() in (b"", b"identity"):
+    name = b"" if encoding is None else encoding.strip().lower()
+    if name in (b"", b"identity"):
         return body
-    if encoding.strip().lower() != b"gzip":
-        raise BadEncoding(f"Unsupported Content-Encoding: {encoding.decode('latin-1')}")
-    # Bounded inflate: a small gzip bomb must not become a huge buffer.
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    if name == b"gzip":
+        return _inflate(body, limit, 16 + zlib.MAX_WBITS, "gzip")
+    if name == b"deflate":  # tritonclient's other request compression: zlib's format
+        try:
+            return _inflate(body, limit, zlib.MAX_WBITS, "deflate")
+        except BadEncoding:  # some clients send deflate's raw stream without zlib's header
+            return _inflate(body, limit, -zlib.MAX_WBITS, "deflate")
+    assert encoding is not None
+    raise BadEncoding(f"Unsupported Content-Encoding: {encoding.decode('latin-1')}")
+
+
+def _inflate(body: bytes, limit: int, wbits: int, name: str) -> bytes:
+    # Bounded inflate: a small compression bomb must not become a huge buffer.
+    inflater = zlib.decompressobj(wbits=wbits)
     try:
         out = inflater.decompress(body, limit + 1)
     except zlib.error:
-        raise BadEncoding("Request body is not valid gzip data") from None
+        raise BadEncoding(f"Request body is not valid {name} data") from None
     if len(out) > limit or inflater.unconsumed_tail:
         raise BodyTooLarge(limit)
     return out

@@ -117,11 +117,29 @@ class V2Api:
     def model_ready(self, name: str, version: str) -> bool:
         return self._service.model_ready(ModelSpec(name, parse_version(version)))
 
-    def model_known(self, name: str) -> bool:
-        return name in self._service.model_names()
+    def not_ready(self, name: str, version: int | None) -> ServingError | None:
+        """UNAVAILABLE for a known model (and version) with nothing ready to serve; None when
+        the model or the version is unknown: V2 answers 404 only for those."""
+        if not self._service.model_known(name):
+            return None
+        if version is not None and all(s.version != version for s in self._service.statuses(name)):
+            return None
+        shown = f" version {version}" if version is not None else ""
+        return ServingError(Code.UNAVAILABLE, f"model '{name}'{shown} is not ready")
+
+    def _served(self, error: ServingError, name: str, version: int | None) -> ServingError:
+        """TF Serving's "Servable not found" for a model that exists but is not ready
+        becomes V2's not-ready error."""
+        if error.code is not Code.NOT_FOUND:
+            return error
+        return self.not_ready(name, version) or error
 
     def model_metadata(self, name: str, version: str) -> ModelMetadata:
-        meta = self._service.metadata(ModelSpec(name, parse_version(version)))
+        number = parse_version(version)
+        try:
+            meta = self._service.metadata(ModelSpec(name, number))
+        except ServingError as e:
+            raise self._served(e, name, number) from None
         available = sorted(
             s.version for s in self._service.statuses(name) if s.state is State.AVAILABLE
         )
@@ -146,7 +164,10 @@ class V2Api:
             deadline,
             request.protocol,
         )
-        result = await self._service.predict(predict)
+        try:
+            result = await self._service.predict(predict)
+        except ServingError as e:
+            raise self._served(e, request.model.name, request.model.version) from None
         return InferResponse(result.name, str(result.version), request.id, result.outputs)
 
     # ---- model repository extension ------------------------------------------------------

@@ -121,6 +121,25 @@ class V2Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
 
         return await self._run(context, work())
 
+    # Declared by the proto (tritonclient's stubs know them) but not served. The generated
+    # defaults would answer "Unexpected <class 'NotImplementedError'>": say what is missing.
+    async def ModelConfig(self, request: Any, context: Any) -> Any:
+        await _abort(
+            context, Code.UNIMPLEMENTED, "ModelConfig is not supported (use ModelMetadata)"
+        )
+
+    async def ModelStatistics(self, request: Any, context: Any) -> Any:
+        await _abort(
+            context,
+            Code.UNIMPLEMENTED,
+            "ModelStatistics is not supported (use the Prometheus metrics)",
+        )
+
+    async def ModelStreamInfer(self, requests: Any, context: Any) -> Any:
+        await _abort(
+            context, Code.UNIMPLEMENTED, "ModelStreamInfer is not supported (use ModelInfer)"
+        )
+
 
 def _tensor_metadata(tensor: TensorMetadata) -> Any:
     return pb.ModelMetadataResponse.TensorMetadata(

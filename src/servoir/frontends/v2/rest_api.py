@@ -101,10 +101,12 @@ class V2RestApi:
     def _model_ready(self, route: rest_routes.Route) -> _Reply:
         if self._api.model_ready(route.model, route.version):
             return _Reply(b"", [])
-        if not self._api.model_known(route.model):
-            raise ServingError(Code.NOT_FOUND, f"unknown model '{route.model}'")
-        shown = f" version {route.version}" if route.version else ""
-        raise ServingError(Code.UNAVAILABLE, f"model '{route.model}'{shown} is not ready")
+        version = parse_version(route.version)
+        not_ready = self._api.not_ready(route.model, version)
+        if not_ready is not None:
+            raise not_ready
+        shown = f" version {version}" if version is not None else ""
+        raise ServingError(Code.NOT_FOUND, f"unknown model '{route.model}'{shown}")
 
     async def _repository(self, route: rest_routes.Route, body: bytes) -> _Reply:
         self._api.require_model_control()  # a disabled extension says so whatever the body
