@@ -8,6 +8,7 @@ routing and request objects cost more than half the throughput for small models
 from __future__ import annotations
 
 import asyncio
+import functools
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, TypeVar
@@ -18,8 +19,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
-# How long an answer may take before Servoir listens for its client going away. Listening
-# costs a task, which most answers finish well before needing.
+# How long an answer may take before Servoir listens for its client going away (GoneWatch).
 LISTEN_AFTER_S = 0.02
 
 T = TypeVar("T")
@@ -100,55 +100,62 @@ def _inflate(body: bytes, limit: int, wbits: int, name: str) -> bytes:
     return out
 
 
-async def unless_gone(receive: Receive, work: Awaitable[T]) -> T:
-    """`work`'s result; ClientGone if the client disconnects first. The server does not
-    cancel a request whose connection closed, so without this a queued request of a client
-    that gave up would still run: here the request's task is cancelled, which drops it from
-    its batch, as a cancelled gRPC call is dropped."""
-    watch = _Watch(receive)
-    try:
-        return await work
-    except asyncio.CancelledError:
-        if not watch.gone:
-            raise
-        watch.task.uncancel()
-        raise ClientGone() from None
-    finally:
-        watch.stop()
+class GoneWatch:
+    """Notices clients that disconnect while their answer is being computed.
 
+    The HTTP server does not cancel a request whose connection closed, so without this a
+    queued request of a client that gave up would still run. A request that has run for
+    LISTEN_AFTER_S to 2 x LISTEN_AFTER_S starts listening for http.disconnect; when it comes,
+    the request's task is cancelled, which drops it from its batch (as a cancelled gRPC call
+    is dropped). One timer serves every request while any runs: a request itself pays only
+    two dict operations, and the listening task only if it runs that long.
+    """
 
-class _Watch:
-    """Listens for http.disconnect once LISTEN_AFTER_S has passed, then cancels `task`."""
+    def __init__(self) -> None:
+        self._young: dict[asyncio.Task[Any], Receive] = {}  # arrived since the last sweep
+        self._old: dict[asyncio.Task[Any], Receive] = {}  # seen by a sweep: listen next time
+        self._listening: dict[asyncio.Task[Any], asyncio.Future[Message]] = {}
+        self._gone: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
 
-    def __init__(self, receive: Receive) -> None:
-        self._receive = receive
-        self._loop = asyncio.get_running_loop()
+    async def run(self, receive: Receive, work: Awaitable[T]) -> T:
+        """`work`'s result; ClientGone if the client disconnects first."""
         task = asyncio.current_task()
         assert task is not None
-        self.task = task
-        self.gone = False
-        self._listener: asyncio.Future[Message] | None = None
-        self._timer: asyncio.TimerHandle | None = self._loop.call_later(
-            LISTEN_AFTER_S, self._listen
-        )
+        self._young[task] = receive
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(LISTEN_AFTER_S, self._sweep)
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if task not in self._gone:
+                raise
+            task.uncancel()
+            raise ClientGone() from None
+        finally:
+            if self._young.pop(task, None) is None:
+                self._old.pop(task, None)
+            listener = self._listening.pop(task, None)
+            if listener is not None:
+                listener.cancel()
+            self._gone.discard(task)
 
-    def _listen(self) -> None:
+    def _sweep(self) -> None:
         self._timer = None
-        self._listener = asyncio.ensure_future(self._receive())
-        self._listener.add_done_callback(self._heard)
+        for task, receive in self._old.items():
+            listener = asyncio.ensure_future(receive())
+            listener.add_done_callback(functools.partial(self._heard, task))
+            self._listening[task] = listener
+        self._old, self._young = self._young, {}
+        if self._old:
+            self._timer = asyncio.get_running_loop().call_later(LISTEN_AFTER_S, self._sweep)
 
-    def _heard(self, listener: asyncio.Future[Message]) -> None:
+    def _heard(self, task: asyncio.Task[Any], listener: asyncio.Future[Message]) -> None:
         if listener.cancelled() or listener.exception() is not None:
             return
-        if listener.result()["type"] == "http.disconnect":
-            self.gone = True
-            self.task.cancel()
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._listener is not None:
-            self._listener.cancel()
+        if listener.result()["type"] == "http.disconnect" and task in self._listening:
+            self._gone.add(task)
+            task.cancel()
 
 
 async def respond(

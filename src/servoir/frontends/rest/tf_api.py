@@ -38,6 +38,7 @@ class TfRestApi:
         self._options = options
         self._metrics = metrics
         self._headers = asgi.JSON_HEADERS + (CORS_HEADERS if options.enable_cors else [])
+        self._gone = asgi.GoneWatch()
 
     def matches(self, path: str) -> bool:
         return path[:4].lower() == "/v1/"  # TF Serving matches (?i)/v1/.*
@@ -56,7 +57,7 @@ class TfRestApi:
             note["model"] = route.model
             if method == "POST":
                 body = await asgi.read_body(scope, receive, self._options.max_body_bytes)
-                payload = await asgi.unless_gone(receive, self.handle(route, body, note))
+                payload = await self._gone.run(receive, self.handle(route, body, note))
             else:
                 payload = await self.handle(route, b"", note)
         except ServingError as e:

@@ -36,6 +36,7 @@ class V2RestApi:
         self._api = V2Api(service, replace(options, timeout_s=rest.timeout_s))
         self._rest = rest
         self._cors: Headers = CORS_HEADERS if rest.enable_cors else []
+        self._gone = asgi.GoneWatch()
 
     def matches(self, path: str) -> bool:
         return rest_routes.matches(path)
@@ -51,7 +52,7 @@ class V2RestApi:
                 return
             if method == "POST":
                 body = await asgi.read_body(scope, receive, self._rest.max_body_bytes)
-                reply = await asgi.unless_gone(receive, self._handle(route, scope, body))
+                reply = await self._gone.run(receive, self._handle(route, scope, body))
             else:
                 reply = await self._handle(route, scope, b"")
         except ServingError as e:
