@@ -62,18 +62,32 @@ class FileSystemSource:
         self._on_aspired = on_aspired
         self._on_error = on_error
         self._trackers: dict[str, StabilityTracker] = {}
+        self._emitted: dict[str, list[VersionPath]] = {}  # per model, what the last scan said
 
     @property
     def models(self) -> list[ModelSource]:
         return list(self._models)
 
     def set_models(self, models: Sequence[ModelSource]) -> None:
-        """Watch these models from now on; trackers of models no longer watched are dropped."""
+        """Watch these models from now on. A model no longer watched, or watched at another
+        base path, starts afresh: the versions a config names are taken as they are, as at
+        start-up (they did not appear while the server watched)."""
+        before = {m.name: m.base_path for m in self._models}
         self._models = list(models)
-        names = {m.name for m in models}
-        for name in list(self._trackers):
-            if name not in names:
-                del self._trackers[name]
+        kept = {m.name for m in models if before.get(m.name) == m.base_path}
+        for state in (self._trackers, self._emitted):
+            for name in [n for n in state if n not in kept]:
+                del state[name]
+
+    @staticmethod
+    def versions_on_disk(model: ModelSource) -> set[int]:
+        """The versions `model`'s policy picks among its version directories now, finished or
+        not: what it may serve once they load."""
+        try:
+            children = [e.name for e in os.scandir(model.base_path) if e.is_dir()]
+        except OSError:
+            return set()
+        return set(aspired_versions(model.policy, discover_versions(children)))
 
     def poll_once(self, names: Collection[str] | None = None) -> None:
         """Scan every watched model, or only those named."""
@@ -112,5 +126,19 @@ class FileSystemSource:
         )
         for version in sorted(tracker.pending):
             log.debug("version %d of servable %s is still being written", version, model.name)
-        wanted = aspired_versions(model.policy, tracker.accepted)
-        self._on_aspired(model, [VersionPath(v, model.base_path / present[v]) for v in wanted])
+        wanted = [
+            VersionPath(v, model.base_path / present[v])
+            for v in aspired_versions(model.policy, tracker.accepted)
+        ]
+        if any(v in tracker.pending for v in aspired_versions(model.policy, present)):
+            # A version the policy wants is still being written. Served versions whose
+            # directories are gone keep serving until it is ready: a removed version
+            # unloads once its replacement is AVAILABLE (TF's availability-preserving swap).
+            named = {w.version for w in wanted}
+            wanted += [
+                old
+                for old in self._emitted.get(model.name, [])
+                if old.version not in present and old.version not in named
+            ]
+        self._emitted[model.name] = wanted
+        self._on_aspired(model, wanted)
