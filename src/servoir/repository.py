@@ -116,6 +116,8 @@ class Repository:
             new = {c.name: c for c in configs}
             old = self._configs
             touched = {n for n, c in new.items() if n not in old or _differs(old[n], c)}
+            # A label that cannot become valid refuses the reload before anything changes.
+            self._check_labels(configs, lambda c: self._reachable(c, c.name in touched))
             removed = set(old) - set(new)
             self._configs = new
             for listener in self._config_listeners:
@@ -164,19 +166,33 @@ class Repository:
                 failures.append(f"{{{{name: {name}}} due to error: {reason}}}, ")
         return failures
 
+    def _reachable(self, config: ModelConfig, touched: bool) -> set[int]:
+        """Versions a label may name: those AVAILABLE now and, for a model this config
+        changes, those it will load."""
+        available = set(self._manager.available_versions(config.name))
+        if touched:
+            available |= self.source.versions_on_disk(_source(config))
+        return available
+
+    def _check_labels(
+        self, configs: Sequence[ModelConfig], available: Callable[[ModelConfig], Collection[int]]
+    ) -> None:
+        for config in configs:
+            if config.name not in self._disabled:
+                check_labels(
+                    config.name,
+                    config.labels,
+                    self._manager.labels(config.name),
+                    available(config),
+                    self._allow_unavailable_labels,
+                )
+
     def _apply_labels(self, configs: Sequence[ModelConfig]) -> None:
         # All labels are checked before any is changed, so a refused change leaves them all.
-        configs = [c for c in configs if c.name not in self._disabled]
+        self._check_labels(configs, lambda c: self._manager.available_versions(c.name))
         for config in configs:
-            check_labels(
-                config.name,
-                config.labels,
-                self._manager.labels(config.name),
-                self._manager.available_versions(config.name),
-                self._allow_unavailable_labels,
-            )
-        for config in configs:
-            self._manager.set_labels(config.name, config.labels)
+            if config.name not in self._disabled:
+                self._manager.set_labels(config.name, config.labels)
 
     # ---- model control (KServe V2 repository extension) -------------------------------
 
