@@ -20,7 +20,7 @@ import uvicorn
 from servoir.batching.options import BatchingConfig
 from servoir.batching.scheduler import BatchScheduler
 from servoir.batching.servable import Batching
-from servoir.config.model_config import ModelConfig, from_message, parse_text
+from servoir.config.model_config import ModelConfig, file_configs, parse_text
 from servoir.config.monitoring import PrometheusConfig
 from servoir.core.manager import Manager, Transition
 from servoir.core.states import State
@@ -196,23 +196,31 @@ class Server:
             self.access.flush()
 
     async def _config_poll_loop(self) -> None:
-        """Re-read --model_config_file; a changed, valid file replaces the model set."""
+        """Re-read --model_config_file; a changed, valid file replaces the model set. A
+        refused file is tried again at every poll, as TF Serving does (a label refused
+        before its version loaded takes effect once it has)."""
         path = self.config.model_config_file
         assert path is not None
         period = self.config.model_config_file_poll_wait_seconds
-        last = _read_text(path)
+        applied = _read_text(path)
         while True:
             await asyncio.sleep(period)
             text = _read_text(path)
-            if text is None or text == last:
+            if text is None or text == applied:
                 continue
-            last = text
             try:
-                configs = from_message(parse_text(text, str(path)))
-                await self.repository.apply(configs)
-                log.info("applied model config file %s", path)
+                running = bool(self.repository.configs)
+                configs = file_configs(parse_text(text, str(path)), replacing=running)
+                if configs is not None:
+                    await self.repository.apply(configs)
             except ServingError as e:
                 log.error("model config file %s not applied: %s", path, e.message)
+                continue
+            applied = text
+            if configs is None:
+                log.info("Taking no action for empty config.")
+            else:
+                log.info("applied model config file %s", path)
 
     def _on_transition(self, event: Transition) -> None:
         name, version = event.id.name, str(event.id.version)

@@ -5,6 +5,7 @@ import pytest
 from servoir.config.model_config import (
     ModelConfig,
     check_platform_changes,
+    file_configs,
     from_message,
     parse_text,
     read_file,
@@ -97,6 +98,11 @@ def test_platform_may_not_change() -> None:
     with pytest.raises(ServingError) as info:
         check_platform_changes(old, [ModelConfig("a", Path("/x"), "tensorflow")])
     assert info.value.message.startswith("Illegal to change a model's platform.")
+    # A detected platform (no model_platform, as --model_base_path gives) may be named later,
+    # and a named one left out: the files decide, as they did.
+    detected = [ModelConfig("a", Path("/x"))]
+    check_platform_changes(detected, [ModelConfig("a", Path("/x"), "tensorflow")])
+    check_platform_changes(old, detected)
 
 
 @pytest.mark.parametrize(
@@ -122,4 +128,21 @@ def test_label_rules(
     assert info.value.message == (
         "Request to assign label to version 2 of model m, which is not currently available "
         "for inference"
+    )
+
+
+def test_an_empty_config_file_takes_no_action(tmp_path: Path) -> None:
+    # TF's ReloadConfig: "Taking no action for empty config" at start-up; a running model
+    # list cannot be replaced by nothing.
+    path = tmp_path / "empty.config"
+    path.write_text("# nothing yet\n")
+    assert read_file(path) == []
+    empty = parse_text("", "empty.config")
+    assert file_configs(empty, replacing=False) is None
+    with pytest.raises(ServingError) as info:
+        file_configs(empty, replacing=True)
+    assert info.value.code is Code.FAILED_PRECONDITION
+    assert info.value.message == (
+        "Cannot transition to requested config. It is only legal to transition from one "
+        "ModelConfigList to another."
     )

@@ -68,7 +68,24 @@ def read_file(path: Path) -> list[ModelConfig]:
         raise ServingError(
             Code.INVALID_ARGUMENT, f"cannot read model config file {path}: {e.strerror}"
         ) from None
-    return from_message(parse_text(text, str(path)))
+    return file_configs(parse_text(text, str(path)), replacing=False) or []
+
+
+EMPTY_AFTER_LIST = (
+    "Cannot transition to requested config. It is only legal to transition from one "
+    "ModelConfigList to another."
+)
+
+
+def file_configs(message: Any, replacing: bool) -> list[ModelConfig] | None:
+    """A --model_config_file's models, or None for a file with no config at all: TF Serving
+    takes no action for it, and a later file may still set models. It cannot replace a
+    running model list (`replacing`): FAILED_PRECONDITION, as TF's ReloadConfig."""
+    if message.WhichOneof("config") is None:
+        if replacing:
+            raise ServingError(Code.FAILED_PRECONDITION, EMPTY_AFTER_LIST)
+        return None
+    return from_message(message)
 
 
 def _policy(config: Any) -> VersionPolicy:
@@ -138,12 +155,16 @@ def from_message(message: Any) -> list[ModelConfig]:
 
 
 def check_platform_changes(old: Sequence[ModelConfig], new: Sequence[ModelConfig]) -> None:
+    """TF Serving refuses a reload that changes a model's platform. An empty platform means
+    "detected from the files" (--model_base_path gives one), so naming the platform, or
+    leaving it out again, is not a change: a platform the files contradict fails that
+    model's load with an error naming both."""
     before = {c.name: c.platform for c in old}
     for config in new:
-        if config.name in before and before[config.name] != config.platform:
+        was = before.get(config.name, "")
+        if was and config.platform and was != config.platform:
             raise ServingError(
                 Code.INVALID_ARGUMENT,
                 f"Illegal to change a model's platform. For model {config.name} platform was "
-                f"{before[config.name] or '(detected)'} and new platform requested is "
-                f"{config.platform or '(detected)'}",
+                f"{was} and new platform requested is {config.platform}",
             )
