@@ -26,7 +26,7 @@ from servoir.config.platform_config import (
     session_config,
 )
 from servoir.config.tensorflow_flags import saved_model_tags, session_threads
-from servoir.errors import ServingError
+from servoir.errors import Code, ServingError
 from servoir.frontends.grpc.server import GrpcOptions, parse_channel_arguments
 from servoir.frontends.grpc.tf_registration import TENSOR_CONTENT_OPTION
 from servoir.frontends.rest.app import RestOptions
@@ -40,7 +40,11 @@ USAGE = "usage: servoir serve [--flags]   (servoir serve --help lists them)"
 
 
 class UsageError(Exception):
-    pass
+    """The server cannot start with these flags or files: TF Serving's start failure."""
+
+    def __init__(self, message: str, code: Code = Code.INVALID_ARGUMENT) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _models(values: argparse.Namespace) -> list[ModelConfig]:
@@ -48,7 +52,7 @@ def _models(values: argparse.Namespace) -> list[ModelConfig]:
         try:
             return read_file(Path(values.model_config_file))
         except ServingError as e:
-            raise UsageError(e.message) from None
+            raise UsageError(e.message, e.code) from None
     return _single_model(values)
 
 
@@ -97,7 +101,7 @@ def _monitoring(path: str) -> PrometheusConfig:
     try:
         return read_monitoring(Path(path))
     except ServingError as e:
-        raise UsageError(e.message) from None
+        raise UsageError(e.message, e.code) from None
 
 
 def _batching(
@@ -119,7 +123,7 @@ def _batching(
             values.batching_length_buckets,
         )
     except ServingError as e:
-        raise UsageError(e.message) from None
+        raise UsageError(e.message, e.code) from None
 
 
 def _platforms(values: argparse.Namespace) -> dict[str, PlatformSettings]:
@@ -128,7 +132,7 @@ def _platforms(values: argparse.Namespace) -> dict[str, PlatformSettings]:
     try:
         platforms = read_platform_config(Path(values.platform_config_file))
     except ServingError as e:
-        raise UsageError(e.message) from None
+        raise UsageError(e.message, e.code) from None
     log.info(
         "--platform_config_file configures %s: for those models it replaces the batching, "
         "session, tag and warmup flags",
@@ -166,7 +170,7 @@ def _tensorflow(
             Path(file) if file else None, intra, inter, values.per_process_gpu_memory_fraction
         )
     except ServingError as e:
-        raise UsageError(e.message) from None
+        raise UsageError(e.message, e.code) from None
     return replace(
         runtime,
         saved_model_tags=saved_model_tags(values.saved_model_tags),
@@ -304,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_flags(args)
     except UsageError as e:
-        print(f"servoir: error: {e}", file=sys.stderr)
-        return 2
+        # TF Serving's words and exit status (-1) for a server that cannot start.
+        print(f"Failed to start server. Error: {e.code.name}: {e}", file=sys.stderr)
+        return 255
     _run(config)
     return 0

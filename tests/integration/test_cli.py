@@ -99,19 +99,39 @@ def test_help_lists_the_flags() -> None:
     [
         (
             ["--model_base_path=/nonexistent/models"],
-            "servoir: error: --model_base_path=/nonexistent/models: no such directory\n",
+            "INVALID_ARGUMENT: --model_base_path=/nonexistent/models: no such directory",
         ),
-        ([], "servoir: error: --model_base_path is required (or set MODEL_BASE_PATH)\n"),
+        ([], "INVALID_ARGUMENT: --model_base_path is required (or set MODEL_BASE_PATH)"),
         (["--model_config_file=/nonexistent.config"], None),
     ],
 )
-def test_clear_one_line_errors(args: list[str], message: str | None) -> None:
+def test_a_server_that_cannot_start_says_so_as_tf_serving(
+    args: list[str], message: str | None
+) -> None:
+    # TF Serving: "Failed to start server. Error: <status>" and exit status -1 (255).
     env = {k: v for k, v in os.environ.items() if k not in ("MODEL_NAME", "MODEL_BASE_PATH")}
     out = subprocess.run([*SERVOIR, "serve", *args], capture_output=True, text=True, env=env)
-    assert out.returncode == 2
-    assert out.stderr.count("\n") == 1 and out.stderr.startswith("servoir: error: ")
+    assert out.returncode == 255
+    prefix = "Failed to start server. Error: "
+    assert out.stderr.count("\n") == 1 and out.stderr.startswith(prefix)
     if message is not None:
-        assert out.stderr == message
+        assert out.stderr == prefix + message + "\n"
+
+
+def test_a_bad_model_config_file_keeps_its_status_code(tmp_path: Path) -> None:
+    config = tmp_path / "models.config"
+    config.write_text(
+        'model_config_list { config { name: "m" base_path: "/a" }'
+        ' config { name: "m" base_path: "/b" } }'
+    )
+    out = subprocess.run(
+        [*SERVOIR, "serve", f"--model_config_file={config}"], capture_output=True, text=True
+    )
+    assert out.returncode == 255
+    assert out.stderr == (
+        "Failed to start server. Error: INVALID_ARGUMENT: "
+        "Illegal to list model m multiple times in config list\n"
+    )
 
 
 def test_docker_environment_variables_and_json_logs(processes: list[Process]) -> None:

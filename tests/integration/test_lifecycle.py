@@ -287,3 +287,89 @@ def test_reload_and_label_rules(
     assert error.message.startswith("1 model(s) did not become available: {{name: bad version: 1}")
     r = httpx.post(server.rest_url + "/v1/models/a/labels/stable:predict", json=ONE)
     assert r.json()["predictions"][0]["y"] == [1.0, 1.0]
+
+
+def test_a_refused_reload_changes_nothing(
+    tmp_path: Path, server_factory: Callable[..., RunningServer]
+) -> None:
+    scale_model(tmp_path / "a" / "1", 1.0)
+    scale_model(tmp_path / "a" / "2", 2.0)
+    scale_model(tmp_path / "b" / "1", 10.0)
+    a = ModelConfig("a", tmp_path / "a", policy=All(), labels={"stable": 1})
+    server = server_factory([a, ModelConfig("b", tmp_path / "b")])
+    assert server.server is not None
+    repository, manager = server.server.repository, server.server.manager
+
+    async def reload() -> ServingError:
+        # a's policy changes and b goes, but the label names a version a will never have
+        with pytest.raises(ServingError) as caught:
+            await repository.apply([ModelConfig("a", tmp_path / "a", labels={"stable": 9})])
+        return caught.value
+
+    error = server.run(reload())
+    assert error.code is Code.FAILED_PRECONDITION and "version 9 of model a" in error.message
+    assert server.call(lambda: manager.model_names()) == ["a", "b"]
+    assert states(server, "a") == {2: State.AVAILABLE, 1: State.AVAILABLE}
+    r = httpx.post(server.rest_url + "/v1/models/a/labels/stable:predict", json=ONE)
+    assert r.json()["predictions"][0]["y"] == [1.0, 1.0]
+    assert httpx.post(server.rest_url + "/v1/models/b:predict", json=ONE).status_code == 200
+
+
+def test_replacing_a_version_in_one_step_fails_no_request(
+    tmp_path: Path, server_factory: Callable[..., RunningServer]
+) -> None:
+    base = tmp_path / "m"
+    scale_model(base / "1", 1.0)
+    server = server_factory([ModelConfig("m", base)])
+    with ClosedLoop(server.rest_url + "/v1/models/m:predict", ONE) as load:
+        load.wait_for_count(20)
+        publish(base, 2, lambda p: scale_model(p, 2.0))
+        shutil.rmtree(base / "1")  # the old version goes before the new one has loaded
+        wait_states(server, "m", {2: State.AVAILABLE, 1: State.END})
+        load.wait_for(lambda outcomes: factor(outcomes[-1]) == 2.0)
+    assert load.failures() == []
+
+
+def test_moving_a_model_to_another_base_path_fails_no_request(
+    tmp_path: Path, server_factory: Callable[..., RunningServer]
+) -> None:
+    scale_model(tmp_path / "a1" / "1", 1.0)
+    scale_model(tmp_path / "a2" / "4", 4.0)  # just written: taken as it is, as at start-up
+    server = server_factory([ModelConfig("a", tmp_path / "a1")])
+    assert server.server is not None
+    repository = server.server.repository
+    with ClosedLoop(server.rest_url + "/v1/models/a:predict", ONE) as load:
+        load.wait_for_count(20)
+        server.run(repository.apply([ModelConfig("a", tmp_path / "a2")]))  # no error
+        assert states(server, "a")[4] is State.AVAILABLE
+        load.wait_for(lambda outcomes: factor(outcomes[-1]) == 4.0)
+    assert load.failures() == []
+
+
+def test_a_refused_config_file_is_tried_again_at_the_next_polls(
+    tmp_path: Path, server_factory: Callable[..., RunningServer]
+) -> None:
+    scale_model(tmp_path / "a" / "1", 1.0)
+    config_file = tmp_path / "models.config"
+    text = (
+        'model_config_list {{ config {{ name: "a" base_path: "{a}" '
+        "model_version_policy {{ latest {{ num_versions: 2 }} }} {labels} }} }}"
+    )
+    stable = 'version_labels { key: "stable" value: 1 }'
+    config_file.write_text(text.format(a=tmp_path / "a", labels=stable))
+    server = server_factory(
+        read_file(config_file),
+        model_config_file=config_file,
+        model_config_file_poll_wait_seconds=0.05,
+    )
+    assert server.server is not None
+    manager = server.server.manager
+    canary = stable + ' version_labels { key: "canary" value: 2 }'
+    staging = tmp_path / "models.config.new"
+    staging.write_text(text.format(a=tmp_path / "a", labels=canary))
+    os.replace(staging, config_file)  # refused: version 2 does not exist yet
+    publish(tmp_path / "a", 2, lambda p: scale_model(p, 2.0))
+    # Once version 2 is AVAILABLE, a later poll of the unchanged file assigns the label.
+    server.wait_until(lambda: manager.labels("a") == {"stable": 1, "canary": 2})
+    r = httpx.post(server.rest_url + "/v1/models/a/labels/canary:predict", json=ONE)
+    assert r.json()["predictions"][0]["y"] == [2.0, 2.0]
