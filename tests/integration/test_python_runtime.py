@@ -56,6 +56,10 @@ class Model:
             raise ValueError("13 is unlucky")
         if (x < -100).any():
             raise KeyError("a bug in the model")
+        if (x == 99).any():
+            raise SystemExit(4)
+        if (x == 98).any():
+            raise KeyboardInterrupt
         return {"y": helper.scale(x, self.factor), "steps": data["steps"] + ["predict"]}
 
     def postprocess(self, outputs):
@@ -186,6 +190,27 @@ def test_model_errors(client: httpx.Client) -> None:
     r = client.post("/v1/models/affine:predict", json={"instances": [[1.0, 2.0, 3.0]]})
     assert r.status_code == 400
     assert r.json()["error"] == "input 'x' expects shape [-1,2] but got [1,3]"
+
+
+def test_a_model_that_exits_does_not_stop_the_server(
+    server: RunningServer, client: httpx.Client
+) -> None:
+    for value, name in ((99.0, "SystemExit"), (98.0, "KeyboardInterrupt")):
+        r = client.post("/v1/models/affine:predict", json={"instances": [[value, 1.0]]})
+        assert r.status_code == 500
+        assert r.json()["error"] == f"model.py raised {name} (see the server log)"
+    assert server.server is not None
+    with grpc.insecure_channel(f"127.0.0.1:{server.server.grpc_port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "affine"
+        request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([[99.0, 1.0]], np.float32)))
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Predict(request, timeout=30)
+        assert caught.value.code() is grpc.StatusCode.INTERNAL
+        assert caught.value.details() == "model.py raised SystemExit (see the server log)"
+    ok = client.post("/v1/models/affine:predict", json={"instances": [[1.0, 1.0]]})
+    assert ok.status_code == 200
 
 
 def test_strings_over_grpc_with_the_official_client(server: RunningServer) -> None:

@@ -117,8 +117,8 @@ class PythonServable:
                 raise
             except ValueError as e:
                 raise ServingError(Code.INVALID_ARGUMENT, describe(e, self._path)) from None
-            except Exception as e:
-                log.exception("model %s raised during a request", self._module)
+            except BaseException as e:  # SystemExit, KeyboardInterrupt too: never the server's
+                log.error("model %s raised during a request", self._module, exc_info=e)
                 raise ServingError(
                     Code.INTERNAL, f"{MODEL_FILE} raised {type(e).__name__} (see the server log)"
                 ) from None
