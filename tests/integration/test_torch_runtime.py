@@ -63,6 +63,15 @@ class PairDict(Pair):
         return {"z": z, "y": y}
 
 
+class Guarded(torch.nn.Module):  # type: ignore[misc]
+    """forward's module argument is not named self; a `raise` inside TorchScript code."""
+
+    def forward(s, x: torch.Tensor) -> torch.Tensor:
+        if bool(x.sum() > 10):
+            raise RuntimeError("too big")
+        return x * 2
+
+
 def write_signature(path: Path, doc: Any) -> None:
     (path / "signature.json").write_text(doc if isinstance(doc, str) else json.dumps(doc))
 
@@ -120,6 +129,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "outputs": [{"name": "out", "dtype": "float", "shape": [-1, 3]}],
     }
     torchscript(root / "single" / "1", torch.nn.ReLU(), single)
+    torchscript(root / "guarded" / "1", Guarded(), single)
     torchscript(root / "nosig" / "1", Pair(), None)
     torchscript(root / "badsig" / "1", Pair(), '{"inputs": [{"name": "x", "dtype": "DT_FLOAT",}]}')
     torchscript(
@@ -148,7 +158,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 MODELS = [
-    "script", "export", "single", "mismatch", "nosig", "badsig", "wrongtype", "arity",
+    "script", "export", "single", "guarded", "mismatch", "nosig", "badsig", "wrongtype", "arity",
     "pickled_inputs", "pickled_weights",
 ]  # fmt: skip
 
@@ -212,6 +222,14 @@ def test_bad_inputs_get_precise_errors(client: httpx.Client) -> None:
     assert r.status_code == 400
     assert r.json()["error"].startswith("model execution failed: The size of tensor a (2)")
     assert "Traceback" not in r.json()["error"]
+
+
+def test_a_raise_in_torchscript_is_the_models_error(client: httpx.Client) -> None:
+    r = client.post("/v1/models/guarded:predict", json={"instances": [[1, 2, 3]]})
+    assert r.status_code == 200, r.text
+    assert r.json()["predictions"] == [[2.0, 4.0, 6.0]]
+    r = client.post("/v1/models/guarded:predict", json={"instances": [[10, 20, 30]]})
+    assert (r.status_code, r.json()) == (400, {"error": "model execution failed: too big"})
 
 
 def test_outputs_that_disagree_with_signature_json_are_internal(client: httpx.Client) -> None:

@@ -153,11 +153,21 @@ def _run_error(e: Exception) -> ServingError:
     # TorchScript puts the interpreter's traceback first and the error itself last.
     reason = lines[-1] if len(lines) > 1 and "Traceback of TorchScript" in str(e) else ""
     reason = reason or (lines[0] if lines else type(e).__name__)
+    # A `raise` in TorchScript code arrives as torch.jit.Error, "builtins.<Type>: ...".
+    reason = reason.removeprefix("builtins.")
     for prefix in ("RuntimeError: ", "ValueError: ", "IndexError: ", "TypeError: "):
         reason = reason.removeprefix(prefix)
-    if isinstance(e, RuntimeError | ValueError | IndexError | TypeError | AssertionError):
+    raised = (RuntimeError, ValueError, IndexError, TypeError, AssertionError, _jit_error())
+    if isinstance(e, raised):
         return ServingError(Code.INVALID_ARGUMENT, f"model execution failed: {reason}")
     return ServingError(Code.INTERNAL, f"model execution failed: {reason}")
+
+
+def _jit_error() -> type[Exception]:
+    import torch
+
+    error: type[Exception] = torch.jit.Error
+    return error
 
 
 class TorchLoader(VersionLoader):
@@ -202,7 +212,7 @@ class TorchLoader(VersionLoader):
             placeholders = [n for n in graph.nodes if n.op == "placeholder"] if graph else []
             low = high = len(placeholders)
         else:
-            args = [a for a in schema.arguments if a.name != "self"]
+            args = list(schema.arguments)[1:]  # the first is the module, named self or not
             high = len(args)
             low = sum(1 for a in args if not a.has_default_value())
         if not low <= declared <= high:
