@@ -115,3 +115,16 @@ def test_string_outputs_become_bytes() -> None:
     assert got.dtype == object and got.tolist() == ["é".encode(), b"raw"]
     with pytest.raises(ValueError, match="holds a int"):
         declared_output("s", [1], spec)
+
+
+def test_integer_outputs_narrow_only_when_every_value_fits() -> None:
+    small = TensorSpec("b", DataType.DT_INT8, (-1,))
+    assert declared_output("b", np.array([-128, 127]), small).tolist() == [-128, 127]
+    with pytest.raises(ValueError) as info:
+        declared_output("b", np.array([1000, 2000, 300000]), small)  # would wrap to -24 ...
+    assert str(info.value) == (
+        "output 'b' holds values out of the range of the declared int8 (1000 to 300000)"
+    )
+    unsigned = TensorSpec("u", DataType.DT_UINT8, (-1,))
+    with pytest.raises(ValueError, match="out of the range"):
+        declared_output("u", np.array([300], np.uint16), unsigned)

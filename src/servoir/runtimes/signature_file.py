@@ -140,7 +140,8 @@ def declared_output(alias: str, value: Any, spec: TensorSpec) -> Array:
 
     Values are cast only within a kind (float64 -> float, int -> float): a model that
     answers floats for an int64 output is wrong, and the client must not see it silently
-    truncated. Strings come back as bytes, as every front end expects.
+    truncated. Integers narrow only when every value fits (int64 1000 is no int8).
+    Strings come back as bytes, as every front end expects.
     """
     if spec.dtype is DataType.DT_STRING:
         array = np.asarray(value, dtype=object)
@@ -154,6 +155,13 @@ def declared_output(alias: str, value: Any, spec: TensorSpec) -> Array:
                 f"output {alias!r} is {array.dtype} but the signature declares "
                 f"{spec.dtype.short_name}"
             )
+        if array.dtype.kind in "iu" and want.kind in "iu" and array.size:
+            limits = np.iinfo(want.name)
+            if array.min() < limits.min or array.max() > limits.max:
+                raise ValueError(
+                    f"output {alias!r} holds values out of the range of the declared "
+                    f"{spec.dtype.short_name} ({array.min()} to {array.max()})"
+                )
         array = array.astype(want)
     if spec.shape is not None and (
         array.ndim != len(spec.shape)
