@@ -14,7 +14,7 @@ from pathlib import Path
 from servoir import __version__, logs
 from servoir.batching.options import BatchingConfig, with_platforms
 from servoir.batching.options import config_from_flags as batching_from_flags
-from servoir.config.flags import build_parser, describe_unknown, parse_flags
+from servoir.config.flags import build_parser, describe_unknown, parse_flags, refused
 from servoir.config.model_config import ModelConfig, read_file
 from servoir.config.monitoring import PrometheusConfig, read_monitoring
 from servoir.config.platform_config import (
@@ -205,6 +205,9 @@ def _tensorflow_threads(values: argparse.Namespace) -> tuple[int, int]:
 def config_from_flags(argv: list[str]) -> ServerConfig:
     parsed = parse_flags(argv)
     v = parsed.values
+    reason = refused(parsed.unknown)
+    if reason is not None:
+        raise UsageError(reason, Code.UNIMPLEMENTED)
     for arg in parsed.unknown:
         print(describe_unknown(arg), file=sys.stderr)
     if v.port and v.rest_api_port and v.port == v.rest_api_port:

@@ -103,6 +103,11 @@ def test_help_lists_the_flags() -> None:
         ),
         ([], "INVALID_ARGUMENT: --model_base_path is required (or set MODEL_BASE_PATH)"),
         (["--model_config_file=/nonexistent.config"], None),
+        (
+            [f"--model_base_path={EXAMPLES}", "--ssl_config_file=/etc/ssl.config"],
+            "UNIMPLEMENTED: --ssl_config_file: TLS is not implemented yet; terminate TLS in "
+            "front of Servoir (an ingress, a load balancer or a sidecar)",
+        ),
     ],
 )
 def test_a_server_that_cannot_start_says_so_as_tf_serving(
@@ -147,6 +152,8 @@ def test_docker_environment_variables_and_json_logs(processes: list[Process]) ->
     r = httpx.post(server.url + "/v1/models/mlp:predict", json=body)
     assert r.status_code == 200
     assert len(r.json()["predictions"][0]) == 10
+    v2 = {"inputs": [{"name": "x", "shape": [1, 784], "datatype": "FP32", "data": [0.5] * 784}]}
+    assert httpx.post(server.url + "/v2/models/mlp/infer", json=v2).status_code == 200
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(30) == 0
     server._reader.join(10)
@@ -156,6 +163,8 @@ def test_docker_environment_variables_and_json_logs(processes: list[Process]) ->
     predict = [r for r in access if r.get("route") == "/v1/models/mlp:predict"]
     assert predict[0]["model"] == "mlp" and predict[0]["version"] == "2"
     assert predict[0]["status"] == 200 and predict[0]["latency_ms"] > 0
+    (infer,) = [r for r in access if r.get("route") == "/v2/models/mlp/infer"]
+    assert (infer["protocol"], infer["model"], infer["version"]) == ("v2_rest", "mlp", "2")
     # A value no timestamp or latency can contain (ms resolution): never the payload.
     assert "0.3141592" not in "".join(server.lines)
     loaded = [r for r in records if "AVAILABLE" in r["message"]]

@@ -189,7 +189,7 @@ def add_batching_flags(parser: argparse.ArgumentParser) -> None:
 # ignored like any unknown argument.
 UNSUPPORTED_TF_FLAGS = {
     "enable_profiler": "no profiler service",
-    "use_alts_credentials": "no ALTS; use --ssl_config_file",
+    "use_alts_credentials": "no ALTS",
     "rest_api_num_threads": "the REST server is asynchronous",
     "num_unload_threads": "unloads use the --num_load_threads pool",
     "flush_filesystem_caches": "not implemented",
@@ -205,6 +205,23 @@ UNSUPPORTED_TF_FLAGS = {
     "num_tflite_interpreters": "no TFLite runtime",
     "num_tflite_interpreters_per_pool": "no TFLite runtime",
 }
+
+
+# TensorFlow Serving flags whose absence would change what the server promises (plaintext
+# where TLS was asked for): the server refuses to start instead of ignoring them.
+REFUSED_TF_FLAGS = {
+    "ssl_config_file": "TLS is not implemented yet; terminate TLS in front of Servoir "
+    "(an ingress, a load balancer or a sidecar)",
+}
+
+
+def refused(args: list[str]) -> str | None:
+    """Why the server must not start with these unknown arguments, or None."""
+    for arg in args:
+        name = arg.lstrip("-").split("=", 1)[0]
+        if arg.startswith("--") and name in REFUSED_TF_FLAGS:
+            return f"--{name}: {REFUSED_TF_FLAGS[name]}"
+    return None
 
 
 def describe_unknown(arg: str) -> str:

@@ -45,16 +45,19 @@ class V2RestApi:
         method: str = scope["method"]
         path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
         path = path.split("?", 1)[0]
+        note = scope.get("servoir.access", {})  # what the access log shows
+        note["protocol"] = "v2_rest"
         try:
             route = rest_routes.match(method, path)
             if route is None:
                 await self._error(send, 404, f"Not found: {scope['path']}")
                 return
+            note["model"] = route.model
             if method == "POST":
                 body = await asgi.read_body(scope, receive, self._rest.max_body_bytes)
-                reply = await self._gone.run(receive, self._handle(route, scope, body))
+                reply = await self._gone.run(receive, self._handle(route, scope, body, note))
             else:
-                reply = await self._handle(route, scope, b"")
+                reply = await self._handle(route, scope, b"", note)
         except ServingError as e:
             await self._error(send, http_status(e.code), e.message)
         except rest_routes.MethodNotAllowed as e:
@@ -75,13 +78,16 @@ class V2RestApi:
         body = orjson.dumps({"error": message})
         await asgi.respond(send, status, body, asgi.JSON_HEADERS + self._cors)
 
-    async def _handle(self, route: rest_routes.Route, scope: asgi.Scope, body: bytes) -> _Reply:
+    async def _handle(
+        self, route: rest_routes.Route, scope: asgi.Scope, body: bytes, note: dict[str, str]
+    ) -> _Reply:
         api = self._api
         kind = route.kind
         if kind == "infer":
             header = asgi.header(scope, HEADER_LENGTH)
             request, fmt = decode_infer(body, header, route.model, parse_version(route.version))
             response = await api.infer(request)
+            note["version"] = response.model_version
             return _Reply(*encode_infer(response, fmt))
         if kind == "live":
             return _Reply(b"", [])  # answering at all is the liveness signal
