@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -284,3 +285,26 @@ def test_intra_op_threads_follow_the_option(server: RunningServer) -> None:
     # A thread new to torch takes the process-wide count, which loading the models set.
     with ThreadPoolExecutor(1) as fresh:
         assert fresh.submit(torch.get_num_threads).result() == 1
+
+
+def test_export_archives_load_side_by_side(tmp_path: Path) -> None:
+    # torch.export.load has process-wide state: loads on parallel load threads must not fail.
+    exported(tmp_path / "e0" / "1")
+    for i in range(1, 4):
+        shutil.copytree(tmp_path / "e0", tmp_path / f"e{i}")
+    config = ServerConfig(
+        models=[ModelConfig(f"e{i}", tmp_path / f"e{i}") for i in range(4)],
+        rest_port=0,
+        grpc=GrpcOptions(port=None),
+        bind_address="127.0.0.1",
+        file_system_poll_wait_seconds=0,
+        max_num_load_retries=0,
+        num_load_threads=4,
+    )
+    running = RunningServer(config).start()
+    try:
+        for i in range(4):
+            status = httpx.get(f"{running.rest_url}/v1/models/e{i}").json()
+            assert status["model_version_status"][0]["state"] == "AVAILABLE", status
+    finally:
+        running.stop()

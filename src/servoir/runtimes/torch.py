@@ -14,6 +14,7 @@ under torch.inference_mode(), off the event loop unless measured fast (blocking.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,12 @@ def _run_error(e: Exception) -> ServingError:
     return ServingError(Code.INTERNAL, f"model execution failed: {reason}")
 
 
+# torch.export.load keeps the archive being read in a process-wide global of torch's
+# (_CURRENT_DESERIALIZER): two loads at once in one process fail ("... is already set").
+# The lock is process-wide for the same reason.
+_EXPORT_LOAD = threading.Lock()
+
+
 def _jit_error() -> type[Exception]:
     import torch
 
@@ -193,7 +200,8 @@ class TorchLoader(VersionLoader):
         try:
             if pt2.is_file():
                 check_pt2(pt2)
-                return torch.export.load(str(pt2)).module()
+                with _EXPORT_LOAD:
+                    return torch.export.load(str(pt2)).module()
             module = torch.jit.load(str(self._path / TORCHSCRIPT_FILE), map_location="cpu")
             module.eval()
             return module
