@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -273,9 +274,40 @@ async def _serve(config: ServerConfig) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
-    await server.start()
+    # Start-up loads every model before the listeners open (minutes, with retries): a
+    # signal meanwhile ends it, as nothing was served yet.
+    starting = asyncio.ensure_future(server.start())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        log.info("stopped during start-up, before serving")
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        return
+    stopping.cancel()
+    starting.result()  # a start that failed (a port in use ...) raises here
     await stop.wait()
     await server.drain()
+
+
+def _leave(status: int) -> int:
+    """`status`, without waiting for threads still running a model or a load: such a call
+    cannot be interrupted, and Python would wait for it at exit, past the drain timeout."""
+    busy = [
+        t
+        for t in threading.enumerate()
+        if t is not threading.current_thread() and not t.daemon and t.is_alive()
+    ]
+    for thread in busy:
+        thread.join(0.1)  # idle pool threads end at once after the pools' shutdown
+    busy = [t for t in busy if t.is_alive()]
+    if not busy:
+        return status
+    log.warning("exiting while %d thread(s) still run a model or a load", len(busy))
+    logging.shutdown()
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(status)
 
 
 def _run(config: ServerConfig) -> None:
@@ -315,4 +347,4 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Failed to start server. Error: {e.code.name}: {e}", file=sys.stderr)
         return 255
     _run(config)
-    return 0
+    return _leave(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -245,3 +246,67 @@ def test_second_signal_exits_at_once(tmp_path: Path, processes: list[Process]) -
     for t in threads:
         t.join(120)
     assert cut, "the forced exit answered every request"
+
+
+SLEEPER = """
+import time
+
+class Model:
+    signature = {
+        "inputs": [{"name": "x", "dtype": "float"}],
+        "outputs": [{"name": "x", "dtype": "float"}],
+    }
+
+    def load(self, path):
+        time.sleep(float((path / "load_s").read_text()))
+
+    def predict(self, inputs):
+        time.sleep(600)  # a run that never ends in time: it cannot be interrupted
+        return inputs
+"""
+
+
+def sleeper(base: Path, load_s: float) -> Path:
+    (base / "1").mkdir(parents=True)
+    (base / "1" / "model.py").write_text(SLEEPER)
+    (base / "1" / "load_s").write_text(str(load_s))
+    return base
+
+
+def test_a_signal_during_start_up_exits_without_waiting_for_the_loads(
+    tmp_path: Path, processes: list[Process]
+) -> None:
+    server = Process(f"--model_base_path={sleeper(tmp_path / 'm', 600)}", "--model_name=m")
+    processes.append(server)
+    server.wait_for_line("loading model m version 1")
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(30) == 0
+    server._reader.join(10)
+    assert "stopped during start-up" in "".join(server.lines)
+
+
+def test_the_drain_timeout_bounds_the_exit_even_with_a_run_that_never_ends(
+    tmp_path: Path, processes: list[Process]
+) -> None:
+    server = Process(
+        f"--model_base_path={sleeper(tmp_path / 'm', 0)}",
+        "--model_name=m",
+        "--drain_timeout_seconds=1",
+    )
+    processes.append(server)
+    server.started()
+
+    def send() -> None:
+        with contextlib.suppress(httpx.HTTPError):  # cut off by the exit: the point
+            httpx.post(server.url + "/v1/models/m:predict", json={"instances": [1.0]}, timeout=60)
+
+    stuck = threading.Thread(target=send, daemon=True)
+    stuck.start()
+    deadline = time.monotonic() + 60
+    while inflight(server.url) < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(30) == 0  # the run would take 600 s
+    server._reader.join(10)
+    assert "still run a model" in "".join(server.lines)
