@@ -8,6 +8,7 @@ TF Serving's own format, so existing dashboards keep working.
 
 from __future__ import annotations
 
+import asyncio
 import platform
 import time
 from collections.abc import Awaitable
@@ -175,8 +176,7 @@ class Metrics:
         try:
             result = await work
         except BaseException as e:
-            code = e.code.name if isinstance(e, ServingError) else Code.INTERNAL.name
-            self.requests.child(model, "", "", protocol, code)[0] += 1
+            self.requests.child(model, "", "", protocol, _code(e).name)[0] += 1
             raise
         finally:
             inflight[0] -= 1
@@ -265,3 +265,12 @@ def render_tf_format(registry: CollectorRegistry) -> bytes:
             labels = ",".join(_tf_label(k, v) for k, v in sample.labels.items())
             lines.append(f"{name}{{{labels}}} {_number(sample.value)}")
     return ("\n".join(lines) + "\n").encode()
+
+
+def _code(error: BaseException) -> Code:
+    """The outcome an inference request ended with, for its metrics."""
+    if isinstance(error, ServingError):
+        return error.code
+    if isinstance(error, asyncio.CancelledError):  # its caller went away (or its deadline)
+        return Code.CANCELLED
+    return Code.INTERNAL

@@ -223,6 +223,31 @@ def test_an_expired_grpc_deadline_is_answered_and_never_executed(
     after = stats(server)
     assert after.rows_run - before.rows_run == 1  # only the request that held the thread
     assert after.expired - before.expired == 1
+    # Counted as what it was, whether the server's timer or the client's deadline ended it.
+    expired = ':tensorflow:serving:request_count{model_name="mlp",status="DEADLINE_EXCEEDED"}'
+    assert tf_metrics(client).get(expired, 0) >= 1
+
+
+def test_a_cancelled_grpc_call_is_counted_as_cancelled(
+    server: RunningServer, client: httpx.Client
+) -> None:
+    assert server.server is not None
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "mlp"
+    encode_tensor("x", mlp_rows(1, seed=4), request.inputs["x"], tensor_content=True)
+    cancelled = ':tensorflow:serving:request_count{model_name="mlp",status="CANCELLED"}'
+    before = tf_metrics(client).get(cancelled, 0.0)
+    with (
+        grpc.insecure_channel(f"127.0.0.1:{server.server.grpc_port}") as channel,
+        batch_thread_busy(server, client),
+    ):
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        call = stub.Predict.future(request, timeout=60)
+        server.poll_until(lambda: stats(server).queued_tasks == 1)
+        call.cancel()
+        server.poll_until(
+            lambda: tf_metrics(client).get(cancelled, 0.0) == before + 1, on_loop=False
+        )
 
 
 def test_grpc_requests_are_batched_too(server: RunningServer, repo: Path) -> None:
@@ -361,6 +386,14 @@ def test_a_rest_client_that_disconnects_while_queued_is_not_run(
     assert first.result().status_code == 200
     server.poll_until(lambda: stats(server).running_batches == 0)
     assert stats(server).rows_run - before.rows_run == 1  # only the request holding the thread
+    servoir = metric_values(client.get("/metrics").text)
+    assert (
+        servoir[
+            'servoir_requests_total{code="CANCELLED",model="mlp",protocol="tf_rest",signature="",'
+            'version=""}'
+        ]
+        >= 1
+    )
 
 
 def test_different_shapes_without_padding_fail_only_the_odd_request(

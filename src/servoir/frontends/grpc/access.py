@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
+from servoir.errors import Code
 from servoir.logs import AccessLog
+
+
+def cancel_code(context: Any) -> Code:
+    """Why a call's handler was cancelled: its deadline passed, or the client cancelled."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return Code.DEADLINE_EXCEEDED
+    return Code.CANCELLED
 
 
 def _model(request: Any) -> str:
@@ -39,6 +49,9 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             status = "OK"
             try:
                 return await behavior(request, context)
+            except asyncio.CancelledError:
+                status = cancel_code(context).name
+                raise
             except BaseException:
                 code = context.code()
                 status = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -11,6 +12,7 @@ from typing import Any, Protocol, TypeVar
 import grpc
 
 from servoir.errors import Code, ServingError
+from servoir.frontends.grpc.access import cancel_code
 from servoir.metrics import Metrics
 from servoir.status import grpc_code_number, grpc_message
 from servoir.types import ModelSpec
@@ -76,6 +78,9 @@ def metered(
                 return await method(self, request, context)
             except ServingError as e:
                 status = e.code.name
+                raise
+            except asyncio.CancelledError:  # the deadline passed, or the client cancelled
+                status = cancel_code(context).name
                 raise
             except Exception:
                 status = Code.INTERNAL.name
