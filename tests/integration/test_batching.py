@@ -130,6 +130,14 @@ def reference(repo: Path, x: np.ndarray) -> np.ndarray:
     return np.asarray(y)
 
 
+def mlp_request(seed: int) -> Any:
+    """A TF gRPC PredictRequest of one mlp row."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "mlp"
+    encode_tensor("x", mlp_rows(1, seed=seed), request.inputs["x"], tensor_content=True)
+    return request
+
+
 def predict(client: httpx.Client, model: str, x: np.ndarray) -> httpx.Response:
     return client.post(f"/v1/models/{model}:predict", json={"instances": x.tolist()})
 
@@ -206,9 +214,7 @@ def test_an_expired_grpc_deadline_is_answered_and_never_executed(
     server: RunningServer, client: httpx.Client
 ) -> None:
     assert server.server is not None
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "mlp"
-    encode_tensor("x", mlp_rows(1, seed=3), request.inputs["x"], tensor_content=True)
+    request = mlp_request(seed=3)
     before = stats(server)
     with (
         grpc.insecure_channel(f"127.0.0.1:{server.server.grpc_port}") as channel,
@@ -232,9 +238,7 @@ def test_a_cancelled_grpc_call_is_counted_as_cancelled(
     server: RunningServer, client: httpx.Client
 ) -> None:
     assert server.server is not None
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "mlp"
-    encode_tensor("x", mlp_rows(1, seed=4), request.inputs["x"], tensor_content=True)
+    request = mlp_request(seed=4)
     cancelled = ':tensorflow:serving:request_count{model_name="mlp",status="CANCELLED"}'
     before = tf_metrics(client).get(cancelled, 0.0)
     with (

@@ -179,6 +179,14 @@ def inflight(url: str) -> float:
     return 0.0
 
 
+def wait_inflight(server: Process, count: int) -> None:
+    """Until the server's own gauge shows `count` requests in flight (bounded: 60 s)."""
+    deadline = time.monotonic() + 60
+    while inflight(server.url) < count:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
 def test_sigterm_drains_in_flight_requests_then_exits_0(
     tmp_path: Path, processes: list[Process]
 ) -> None:
@@ -198,12 +206,9 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(
     threads = [threading.Thread(target=request) for _ in range(4)]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 60
     # All four in flight (the server's own gauge) before the signal: a request still on its
     # way when draining starts is not "in flight" and may be refused.
-    while inflight(server.url) < len(threads):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_inflight(server, len(threads))
     server.proc.send_signal(signal.SIGTERM)
     for t in threads:
         t.join(120)
@@ -235,10 +240,7 @@ def test_second_signal_exits_at_once(tmp_path: Path, processes: list[Process]) -
     threads = [threading.Thread(target=send) for _ in range(8)]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 60
-    while inflight(server.url) < 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_inflight(server, 1)
     server.proc.send_signal(signal.SIGTERM)
     server.wait_for_line("draining")  # signals of one kind merge until the first is handled
     server.proc.send_signal(signal.SIGTERM)
@@ -302,10 +304,7 @@ def test_the_drain_timeout_bounds_the_exit_even_with_a_run_that_never_ends(
 
     stuck = threading.Thread(target=send, daemon=True)
     stuck.start()
-    deadline = time.monotonic() + 60
-    while inflight(server.url) < 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_inflight(server, 1)
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(30) == 0  # the run would take 600 s
     server._reader.join(10)
