@@ -39,6 +39,13 @@ def publish(base: Path, version: int, build: Callable[[Path], Path]) -> None:
     os.rename(staging, base / str(version))
 
 
+def replace_file(path: Path, text: str) -> None:
+    """Write `path` atomically (a temporary file renamed over it), as docs/lifecycle.md asks."""
+    staging = path.with_name(path.name + ".new")
+    staging.write_text(text)
+    os.replace(staging, path)
+
+
 def serve(models: list[ModelConfig], **config: Any) -> RunningServer:
     return RunningServer(
         ServerConfig(
@@ -66,6 +73,15 @@ def server_factory() -> Iterator[Callable[..., RunningServer]]:
     yield factory
     for running in started:
         running.stop()
+
+
+def polling(factory: Callable[..., RunningServer], config_file: Path) -> RunningServer:
+    """A server started from `config_file`, re-reading it every 50 ms."""
+    return factory(
+        read_file(config_file),
+        model_config_file=config_file,
+        model_config_file_poll_wait_seconds=0.05,
+    )
 
 
 def states(server: RunningServer, name: str) -> dict[int, State]:
@@ -228,16 +244,10 @@ def test_config_file_poll_adds_removes_and_moves_labels(
         text = CONFIG.format(
             a=tmp_path / "a", stable=stable, other=other, other_path=tmp_path / other
         )
-        staging = tmp_path / "models.config.new"
-        staging.write_text(text)
-        os.replace(staging, config_file)  # atomic, as docs/lifecycle.md asks
+        replace_file(config_file, text)
 
     write(1, "b")
-    server = server_factory(
-        read_file(config_file),
-        model_config_file=config_file,
-        model_config_file_poll_wait_seconds=0.05,
-    )
+    server = polling(server_factory, config_file)
     assert server.server is not None
     manager = server.server.manager
     url = server.rest_url + "/v1/models/a/labels/stable:predict"
@@ -345,17 +355,11 @@ def test_a_refused_config_file_is_tried_again_at_the_next_polls(
     )
     stable = 'version_labels { key: "stable" value: 1 }'
     config_file.write_text(text.format(a=tmp_path / "a", labels=stable))
-    server = server_factory(
-        read_file(config_file),
-        model_config_file=config_file,
-        model_config_file_poll_wait_seconds=0.05,
-    )
+    server = polling(server_factory, config_file)
     assert server.server is not None
     manager = server.server.manager
     canary = stable + ' version_labels { key: "canary" value: 2 }'
-    staging = tmp_path / "models.config.new"
-    staging.write_text(text.format(a=tmp_path / "a", labels=canary))
-    os.replace(staging, config_file)  # refused: version 2 does not exist yet
+    replace_file(config_file, text.format(a=tmp_path / "a", labels=canary))  # refused: no 2 yet
     publish(tmp_path / "a", 2, lambda p: scale_model(p, 2.0))
     # Once version 2 is AVAILABLE, a later poll of the unchanged file assigns the label.
     server.wait_until(lambda: manager.labels("a") == {"stable": 1, "canary": 2})
