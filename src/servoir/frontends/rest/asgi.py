@@ -1,4 +1,5 @@
-"""Minimal ASGI plumbing: body reading with a size limit, gzip, responses.
+"""Minimal ASGI plumbing: body reading with a size limit, gzip and deflate, responses, and
+noticing clients that disconnect mid-request.
 
 Servoir talks ASGI directly instead of through a web framework: on this machine a framework's
 routing and request objects cost more than half the throughput for small models
