@@ -331,6 +331,14 @@ X2 = [[1.0, 2.0]]
             400,
             None,
         ),
+        (  # inputs that pass the signature but not the graph: a 400 in the model's words
+            "POST",
+            "/v1/models/mixed:predict",
+            {"inputs": {"ids": [[1, 2]], "mask": [[True, False, True]], "tag": ["a"]}},
+            400,
+            "model execution failed: Mul node: Attempting to broadcast an axis by a dimension "
+            "other than 1. 2 by 3",
+        ),
         ("POST", "/v1/models/scale:predict", b"[" * 100_000, 400, None),
         (
             "POST",

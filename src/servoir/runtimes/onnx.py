@@ -7,6 +7,7 @@ Sessions never spin-wait (spinning burns the cores the event loop needs on an id
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -136,13 +137,37 @@ class OnnxServable:
 
 def _run_error(e: Exception) -> ServingError:
     text = str(e)
-    # onnxruntime prefixes "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : "; keep the reason.
-    reason = text.rsplit(" : ", 1)[-1] if text.startswith("[ONNXRuntimeError]") else text
-    if "INVALID_ARGUMENT" in text or "Got invalid dimensions" in text:
-        return ServingError(Code.INVALID_ARGUMENT, reason)
     if "terminate" in text.lower():
         return ServingError(Code.DEADLINE_EXCEEDED, "Deadline exceeded")
+    reason = ort_reason(text)
+    if "INVALID_ARGUMENT" in text or "Got invalid dimensions" in text:
+        return ServingError(Code.INVALID_ARGUMENT, reason)
+    if "while running" in text:
+        # A node failed on these inputs: they passed the signature's checks, but the graph
+        # needs more of them (inputs whose dims must agree, a reshape's element count).
+        return ServingError(Code.INVALID_ARGUMENT, f"model execution failed: {reason}")
     return ServingError(Code.INTERNAL, f"model execution failed: {reason}")
+
+
+_SOURCE_LOCATION = re.compile(r"\S*[\\/]\S+\.(?:h|hpp|cc|cpp|c):\d+\s*")
+_CPP_SIGNATURE = re.compile(r"^(?:[\w:<>,&*~ ]+?\s)?[\w:~]+::[\w~]+\([^)]*\)(?:\s*const)?\s*")
+
+
+def ort_reason(text: str) -> str:
+    """onnxruntime's message without its prefix, source paths and C++ signatures:
+    `[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running Mul node.
+    Name:'' Status Message: /onnxruntime_src/...h:563 void onnxruntime::...(...) axis == 1
+    was false. Attempting to broadcast ...` becomes `Mul node: Attempting to broadcast ...`."""
+    # onnxruntime prefixes "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : "; keep the reason.
+    reason = text.rsplit(" : ", 1)[-1] if text.startswith("[ONNXRuntimeError]") else text
+    node = re.search(r"while running (\S+) node", reason)
+    if node is not None and "Status Message:" in reason:
+        detail = reason.split("Status Message:", 1)[1].strip()
+        detail = _CPP_SIGNATURE.sub("", _SOURCE_LOCATION.sub("", detail)).strip()
+        if " was false. " in detail:  # an internal check's condition, then its explanation
+            detail = detail.split(" was false. ", 1)[1]
+        reason = f"{node.group(1)} node: {detail}"
+    return _SOURCE_LOCATION.sub("", reason).strip()
 
 
 class OnnxLoader(VersionLoader):
