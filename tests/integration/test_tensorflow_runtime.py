@@ -290,3 +290,12 @@ def test_a_broken_savedmodel_ends_with_a_clear_error(
     assert str(SHARED_TESTDATA) not in message
     # The server keeps serving every other model.
     assert post(client, "/v1/models/default:predict", {"instances": [1.0]})["predictions"]
+
+
+def test_an_error_quoting_bytes_that_are_not_utf8_keeps_tensorflows_words(
+    client: httpx.Client,
+) -> None:
+    body = {"signature_name": "classify_x_to_y", "instances": [{"b64": "/w=="}]}
+    message = error(client, "/v1/models/default:predict", body)
+    assert message.startswith("Could not parse example input, value:")
+    assert "\\xff" in message

@@ -140,6 +140,12 @@ class TensorFlowServable:
             )
         except self._op_error_type as e:
             raise _op_error(e) from None
+        except UnicodeDecodeError as e:
+            # TensorFlow's error quotes input bytes that are not UTF-8, which its Python
+            # binding cannot decode (nor keep the status code of: these are input errors).
+            # TensorFlow's words, as TF Serving passes them on, with those bytes escaped.
+            message = bytes(e.object).decode("utf-8", "backslashreplace")
+            raise ServingError(Code.INVALID_ARGUMENT, _strip_paths(message)) from None
         except (TypeError, ValueError) as e:  # numpy -> TF_Tensor conversion refused a feed
             raise ServingError(Code.INVALID_ARGUMENT, f"model execution failed: {e}") from None
         finally:
