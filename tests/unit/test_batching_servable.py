@@ -226,6 +226,34 @@ def test_a_runtime_error_reaches_every_caller_of_the_batch() -> None:
     run(test)
 
 
+def test_a_batch_failing_on_one_requests_data_fails_only_that_request() -> None:
+    def answer(x: np.ndarray) -> dict[str, np.ndarray]:
+        if (x < 0).any():  # e.g. TensorFlow: "Could not parse example input, value: ..."
+            raise ServingError(Code.INVALID_ARGUMENT, f"bad value {x.min()}")
+        return {"y": x * 2, "total": x.sum(axis=1)}
+
+    async def test() -> None:
+        fake = FakeServable(answer=answer)
+        servable = batching(fake, BatchScheduler(1))
+        fake.hold()
+        first = asyncio.create_task(call(servable, row(0)))
+        await fake.running.wait()
+        queued = [asyncio.create_task(call(servable, row(v))) for v in (1, -5, 3)]
+        await turns()
+        fake.gate.set()
+        await first
+        results = await asyncio.gather(*queued, return_exceptions=True)
+        good, error, other = results
+        assert isinstance(good, dict) and isinstance(other, dict)
+        assert [good["y"][0, 0], other["y"][0, 0]] == [2.0, 6.0]
+        assert isinstance(error, ServingError)
+        assert (error.code, error.message) == (Code.INVALID_ARGUMENT, "bad value -5.0")
+        # the batch of three failed, then each ran alone
+        assert [len(b) for b in fake.batches] == [1, 3, 1, 1, 1]
+
+    run(test)
+
+
 def test_a_request_of_zero_rows_goes_straight_to_the_model() -> None:
     async def test() -> None:
         fake = FakeServable()

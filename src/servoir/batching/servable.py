@@ -33,6 +33,11 @@ from servoir.types import Array, Signature
 log = logging.getLogger("servoir.batching")
 
 
+# Errors a model gives for what a request holds: a batch failing with one is run again one
+# request at a time.
+_REQUEST_ERRORS = frozenset({Code.INVALID_ARGUMENT, Code.OUT_OF_RANGE})
+
+
 def _expire(request: Request, message: str = "Deadline exceeded") -> None:
     request.fail(ServingError(Code.DEADLINE_EXCEEDED, message))
 
@@ -166,8 +171,12 @@ class BatchingServable:
     async def _run_batch(self, queue: BatchQueue, signature_name: str, batch: Batch) -> None:
         live, expired = self._live_parts(batch.parts)
         queue.expired += expired
-        if not live:
-            return
+        if live:
+            await self._run_parts(queue, signature_name, live, isolate=True)
+
+    async def _run_parts(
+        self, queue: BatchQueue, signature_name: str, live: list[Part], isolate: bool
+    ) -> None:
         merged = merge(
             [p.inputs for p in live],
             [p.size for p in live],
@@ -190,6 +199,13 @@ class BatchingServable:
             values = await self._inner.run(signature_name, merged.inputs, outputs, deadline)
             pieces = split_outputs(values, [p.size for p in kept], merged.rows)
         except ServingError as e:
+            if isolate and len(kept) > 1 and e.code in _REQUEST_ERRORS:
+                # One request's bad data fails a whole batch (in TF Serving too), and every
+                # caller would read that request's error, data included: run each alone, so
+                # that only the request at fault fails.
+                for part in kept:
+                    await self._run_parts(queue, signature_name, [part], isolate=False)
+                return
             for part in kept:  # one exception object per caller: tracebacks stay apart
                 part.request.fail(ServingError(e.code, e.message))
             return
