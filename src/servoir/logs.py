@@ -87,9 +87,9 @@ class AccessLog:
             ).decode()
         else:
             line = (
-                f"{self._clock.now()} INFO servoir.access: {protocol} {method} {route} "
-                f"model={model or '-'} version={version or '-'} status={status} "
-                f"{seconds * 1000:.3f}ms"
+                f"{self._clock.now()} INFO servoir.access: {protocol} {method} "
+                f"{_printable(route)} model={_printable(model) or '-'} version={version or '-'} "
+                f"status={status} {seconds * 1000:.3f}ms"
             )
         self._buffer.append(line)
         if len(self._buffer) >= 256:
@@ -118,3 +118,11 @@ class _Clock:
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = second
         return f"{self._prefix}.{int((now - second) * 1000):03d}Z"
+
+
+def _printable(text: str) -> str:
+    """`text` with control characters escaped: a path or model name from a client (%0a
+    decoded) must not start a forged line of the text log."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
