@@ -402,3 +402,14 @@ def test_timeout_answers_504(repo: Path) -> None:
         assert error(r) == "Deadline exceeded"
     finally:
         running.stop()
+
+
+def test_answers_carry_their_length(client: httpx.Client) -> None:
+    # As TF Serving's answers: a Content-Length, not chunked transfer encoding.
+    for r in (
+        client.get("/v1/models/scale"),
+        client.post("/v1/models/scale:predict", json={"instances": X2}),
+        client.post("/v1/models/nope:predict", json={"instances": X2}),
+    ):
+        assert r.headers["content-length"] == str(len(r.content))
+        assert "transfer-encoding" not in r.headers

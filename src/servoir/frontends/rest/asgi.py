@@ -165,5 +165,8 @@ async def respond(
     body: bytes,
     headers: Iterable[tuple[bytes, bytes]] = JSON_HEADERS,
 ) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    # With a length the server writes the body as it is; without one it frames the answer as
+    # chunked transfer encoding (more bytes, more work on both sides).
+    sized = [*headers, (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": sized})
     await send({"type": "http.response.body", "body": body})
