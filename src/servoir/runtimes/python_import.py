@@ -53,8 +53,10 @@ def import_model_file(path: Path, name: str) -> ModuleType:
 
 def forget_modules(name: str) -> None:
     """Drop the module and every submodule imported through it."""
-    for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
-        del sys.modules[key]
+    # list(): other load threads import while this runs; iterating sys.modules itself could
+    # meet "dictionary changed size during iteration".
+    for key in [k for k in list(sys.modules) if k == name or k.startswith(name + ".")]:
+        sys.modules.pop(key, None)
 
 
 def describe(e: BaseException, path: Path) -> str:
