@@ -211,6 +211,8 @@ def test_metadata_comes_from_signature_json(client: httpx.Client) -> None:
     assert sig["inputs"]["k"]["dtype"] == "DT_INT64"
     dims = [d["size"] for d in sig["outputs"]["y"]["tensor_shape"]["dim"]]
     assert dims == ["-1", "2"]
+    for model in ("script", "export"):  # Triton's platform name, as docs/api.md says
+        assert client.get(f"/v2/models/{model}").json()["platform"] == "pytorch_libtorch"
 
 
 def test_bad_inputs_get_precise_errors(client: httpx.Client) -> None:

@@ -62,7 +62,17 @@ def test_unknown_and_unsupported_datatypes_name_the_input() -> None:
 def test_platform_names_follow_triton() -> None:
     assert platform_name("onnx") == "onnxruntime_onnx"
     assert platform_name("tensorflow") == "tensorflow_savedmodel"
+    assert platform_name("pytorch") == "pytorch_libtorch"  # TorchServable.platform
     assert platform_name("something") == "something"
+
+
+def test_bfloat16_outputs_are_bf16() -> None:
+    # TensorFlow returns bfloat16 as ml_dtypes' numpy type, which has no buffer protocol.
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    array = np.array([[1.5, -2.0]], dtype=ml_dtypes.bfloat16)
+    assert v2_name_of_array(array.dtype) == "BF16"
+    assert bytes(to_raw(array)) == array.view(np.uint16).astype("<u2").tobytes()
+    assert to_values("bf", array).tolist() == [1.5, -2.0]
 
 
 # ---- shapes ---------------------------------------------------------------------------------

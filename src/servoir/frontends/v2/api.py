@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from servoir import __version__
 from servoir.core.states import State
 from servoir.errors import Code, ServingError, invalid_argument
-from servoir.frontends.v2.datatypes import platform_name, v2_name, v2_name_of_array
+from servoir.frontends.v2.datatypes import DATATYPES, platform_name, v2_name, v2_name_of_array
 from servoir.service import RepositoryEntry, Service
 from servoir.types import (
     DEFAULT_SIGNATURE,
@@ -168,6 +168,12 @@ class V2Api:
             result = await self._service.predict(predict)
         except ServingError as e:
             raise self._served(e, request.model.name, request.model.version) from None
+        for name, array in result.outputs.items():
+            if output_datatype(array) not in DATATYPES:
+                raise ServingError(
+                    Code.UNIMPLEMENTED,
+                    f"output '{name}' has dtype {array.dtype}, which KServe V2 cannot carry",
+                )
         return InferResponse(result.name, str(result.version), request.id, result.outputs)
 
     # ---- model repository extension ------------------------------------------------------

@@ -58,7 +58,7 @@ _PLATFORMS = MappingProxyType(
     {
         "onnx": "onnxruntime_onnx",
         "tensorflow": "tensorflow_savedmodel",
-        "torch": "pytorch_libtorch",
+        "pytorch": "pytorch_libtorch",
         "python": "python",
     }
 )
@@ -73,6 +73,8 @@ def v2_name(dtype: DataType) -> str:
 
 def v2_name_of_array(dtype: np.dtype[np.generic]) -> str:
     """The V2 name of an output array's dtype (object and str arrays are BYTES)."""
+    if dtype.name == "bfloat16":  # ml_dtypes' type, as TensorFlow returns it
+        return "BF16"
     try:
         return v2_name(DataType.from_numpy(dtype))
     except ValueError:

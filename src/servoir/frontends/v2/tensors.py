@@ -98,6 +98,8 @@ def to_raw(array: Array) -> Buffer:
         return serialize_bytes(array)
     if array.size == 0:
         return b""  # memoryview refuses to cast views with a zero in the shape
+    if array.dtype.name == "bfloat16":  # no buffer protocol: its 2 bytes, as Triton's BF16
+        array = array.view(np.uint16)
     little = array.dtype.newbyteorder("<")
     return np.ascontiguousarray(array, dtype=little).reshape(-1).data.cast("B")
 
@@ -198,6 +200,8 @@ def _check_count(tensor: str, shape: tuple[int, ...], count: int, size: int) -> 
 def to_values(tensor: str, array: Array) -> Any:
     """An output's flat row-major values for JSON: a numpy array (orjson writes it natively)
     or, for BYTES, a list of str."""
+    if array.dtype.name == "bfloat16":  # JSON numbers; float32 holds every bfloat16 exactly
+        return np.ascontiguousarray(array, dtype=np.float32).ravel()
     if array.dtype.kind not in "OSU":
         return np.ascontiguousarray(array).ravel()
     out: list[str] = []
