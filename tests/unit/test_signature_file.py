@@ -128,3 +128,9 @@ def test_integer_outputs_narrow_only_when_every_value_fits() -> None:
     unsigned = TensorSpec("u", DataType.DT_UINT8, (-1,))
     with pytest.raises(ValueError, match="out of the range"):
         declared_output("u", np.array([300], np.uint16), unsigned)
+
+
+def test_string_outputs_are_checked_against_the_declared_shape() -> None:
+    spec = TensorSpec("s", DataType.DT_STRING, (-1,))
+    with pytest.raises(ValueError, match="'s' has shape \\[2, 2\\] but the signature declares"):
+        declared_output("s", [["a", "b"], ["c", "d"]], spec)

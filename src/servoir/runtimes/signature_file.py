@@ -145,8 +145,22 @@ def declared_output(alias: str, value: Any, spec: TensorSpec) -> Array:
     """
     if spec.dtype is DataType.DT_STRING:
         array = np.asarray(value, dtype=object)
-        encode = np.vectorize(_to_bytes, otypes=[object])
-        return encode(array) if array.size else array
+        if array.size:
+            array = np.vectorize(_to_bytes, otypes=[object])(array)
+    else:
+        array = _numeric_output(alias, value, spec)
+    if spec.shape is not None and (
+        array.ndim != len(spec.shape)
+        or any(d not in (-1, n) for d, n in zip(spec.shape, array.shape, strict=True))
+    ):
+        raise ValueError(
+            f"output {alias!r} has shape {list(array.shape)} but the signature declares "
+            f"{list(spec.shape)}"
+        )
+    return array
+
+
+def _numeric_output(alias: str, value: Any, spec: TensorSpec) -> Array:
     array = np.asarray(value)
     want = spec.dtype.numpy()
     if array.dtype != want:
@@ -163,14 +177,6 @@ def declared_output(alias: str, value: Any, spec: TensorSpec) -> Array:
                     f"{spec.dtype.short_name} ({array.min()} to {array.max()})"
                 )
         array = array.astype(want)
-    if spec.shape is not None and (
-        array.ndim != len(spec.shape)
-        or any(d not in (-1, n) for d, n in zip(spec.shape, array.shape, strict=True))
-    ):
-        raise ValueError(
-            f"output {alias!r} has shape {list(array.shape)} but the signature declares "
-            f"{list(spec.shape)}"
-        )
     return array
 
 
