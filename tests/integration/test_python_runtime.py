@@ -82,6 +82,24 @@ UPPER_SIGNATURE = {
         {"name": "length", "dtype": "DT_INT64", "shape": [-1]},
     ],
 }
+# Writes to its input in place, and has an output no wire format carries (complex64).
+INPLACE = """
+import numpy as np
+
+class Model:
+    signature = {
+        "inputs": [{"name": "x", "dtype": "float", "shape": [-1, 2]}],
+        "outputs": [
+            {"name": "y", "dtype": "float", "shape": [-1, 2]},
+            {"name": "z", "dtype": "complex64", "shape": [-1]},
+        ],
+    }
+
+    def predict(self, inputs):
+        x = inputs["x"]
+        x *= 2
+        return {"y": x, "z": x[:, 0].astype(np.complex64)}
+"""
 SIMPLE = """
 class Model:
     signature = {
@@ -109,6 +127,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         offset = version * 100
         (path / "helper.py").write_text(f"def scale(x, f):\n    return x * f + {offset}\n")
     write_model(root / "upper" / "1", UPPER)
+    write_model(root / "inplace" / "1", INPLACE)
     (root / "upper" / "1" / "signature.json").write_text(json.dumps(UPPER_SIGNATURE))
     bad = {
         "raises": SIMPLE + "    def load(self, path):\n        open(path / 'missing.bin')\n",
@@ -143,7 +162,7 @@ def start(repo: Path, names: list[str], **runtime: bool) -> RunningServer:
 
 @pytest.fixture(scope="module")
 def server(repo: Path) -> Iterator[RunningServer]:
-    running = start(repo, ["affine", "upper", *BAD])
+    running = start(repo, ["affine", "upper", "inplace", *BAD])
     yield running
     running.stop()
 
@@ -211,6 +230,34 @@ def test_a_model_that_exits_does_not_stop_the_server(
         assert caught.value.details() == "model.py raised SystemExit (see the server log)"
     ok = client.post("/v1/models/affine:predict", json={"instances": [[1.0, 1.0]]})
     assert ok.status_code == 200
+
+
+def test_inputs_are_writable_whatever_the_transport(
+    server: RunningServer, client: httpx.Client
+) -> None:
+    # gRPC tensor_content arrives as a read-only view of the request: the model may still
+    # write to it, as it may to JSON input.
+    assert server.server is not None
+    with grpc.insecure_channel(f"127.0.0.1:{server.server.grpc_port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "inplace"
+        request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([[1.0, 2.0]], np.float32)))
+        request.output_filter.append("y")
+        response = stub.Predict(request, timeout=30)
+    assert tf.make_ndarray(response.outputs["y"]).tolist() == [[2.0, 4.0]]
+
+
+def test_an_output_no_protocol_carries_is_a_clear_error(client: httpx.Client) -> None:
+    body = {
+        "inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}],
+        "outputs": [{"name": "z"}],
+    }
+    r = client.post("/v2/models/inplace/infer", json=body)
+    assert (r.status_code, r.json()) == (
+        501,
+        {"error": "output 'z' has dtype complex64, which KServe V2 cannot carry"},
+    )
 
 
 def test_strings_over_grpc_with_the_official_client(server: RunningServer) -> None:

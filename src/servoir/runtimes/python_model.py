@@ -104,7 +104,9 @@ class PythonServable:
         output_aliases: Sequence[str],
         deadline: float | None,
     ) -> dict[str, Array]:
-        data = dict(inputs)
+        # Binary and gRPC tensors arrive as read-only views of the request: user code may
+        # write to its inputs (`x *= 2`) whatever the transport, so those are copied.
+        data = {k: v if v.flags.writeable else v.copy() for k, v in inputs.items()}
         aliases = list(output_aliases)
         return await self._runner.run(lambda: self._call(data, aliases), deadline)
 
