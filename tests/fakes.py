@@ -26,6 +26,7 @@ class FakeServable:
     def __init__(self, version: int) -> None:
         self.version = version
         self.closed = threading.Event()
+        self.runs = 0
 
     @property
     def signatures(self) -> Mapping[str, Signature]:
@@ -38,6 +39,7 @@ class FakeServable:
         output_aliases: Sequence[str],
         deadline: float | None,
     ) -> dict[str, Array]:
+        self.runs += 1
         x = np.asarray(inputs["x"])
         all_outputs = {"y": x * self.version, "z": x.sum(axis=1)}
         return {k: all_outputs[k] for k in output_aliases}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -10,32 +9,15 @@ import pytest
 from servoir.errors import ServingError
 from servoir.protos.tensorflow_serving.apis import prediction_log_pb2
 from servoir.tfrecord import write_records
-from servoir.types import Array
 from servoir.warmup import WARMUP_FILE, WarmupLoader, WarmupOptions
 from tests.fakes import FakeServable
 
 
-class CountingServable(FakeServable):
-    def __init__(self) -> None:
-        super().__init__(1)
-        self.runs = 0
-
-    async def run(
-        self,
-        signature_name: str,
-        inputs: Mapping[str, Array],
-        output_aliases: Sequence[str],
-        deadline: float | None,
-    ) -> dict[str, Array]:
-        self.runs += 1
-        return await super().run(signature_name, inputs, output_aliases, deadline)
-
-
 class CountingLoader:
     def __init__(self) -> None:
-        self.servable = CountingServable()
+        self.servable = FakeServable(1)  # counts its runs
 
-    def load(self) -> CountingServable:
+    def load(self) -> FakeServable:
         return self.servable
 
 
