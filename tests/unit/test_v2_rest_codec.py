@@ -209,3 +209,40 @@ def test_binary_response_reads_back_with_tritonclient() -> None:
     np.testing.assert_array_equal(result.as_numpy("y"), F32)
     assert result.as_numpy("s").tolist() == [[b"a", "\u00e9".encode()]]
     np.testing.assert_array_equal(result.as_numpy("h"), RESPONSE.outputs["h"])
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "wanted"),
+    [
+        ("INT32", [True, 1], "integers"),
+        ("FP32", [True, 1.5], "numbers"),
+        ("INT64", [[1, 2], [False, 4]], "integers"),
+    ],
+)
+def test_true_and_false_among_numbers_are_refused(datatype: str, data: Any, wanted: str) -> None:
+    # numpy would read them as 1 and 0; the same data all booleans is refused already.
+    doc = {
+        "inputs": [
+            {
+                "name": "n",
+                "shape": [len(data)]
+                if not isinstance(data[0], list)
+                else [len(data), len(data[0])],
+                "datatype": datatype,
+                "data": data,
+            }
+        ]
+    }
+    assert error(doc) == f"input 'n': data for datatype {datatype} must be {wanted}"
+
+
+def test_booleans_elsewhere_in_the_body_do_not_refuse_numbers() -> None:
+    doc = {
+        "inputs": [
+            {"name": "n", "shape": [2], "datatype": "INT32", "data": [1, 0]},
+            {"name": "b", "shape": [2], "datatype": "BOOL", "data": [True, False]},
+        ],
+        "outputs": [{"name": "y", "parameters": {"binary_data": True}}],
+    }
+    request, _ = decode_infer(*body(doc), "m", None)
+    assert [t.array.tolist() for t in request.inputs] == [[1, 0], [True, False]]

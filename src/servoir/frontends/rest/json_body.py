@@ -19,6 +19,18 @@ from servoir.errors import ServingError, invalid_argument
 from servoir.frontends.rest.json_text import debug_text
 
 _WHITESPACE = " \t\n\r"
+
+
+def may_hold_bools(raw_body: bytes) -> bool:
+    """Whether a JSON body may hold true or false: numpy reads them among numbers as 1/0,
+    so only such bodies need the slower checks. A one-byte find is a memchr (0.1 us on
+    16 KB); a body of numbers has no 'r' and no 'f', so the word searches rarely run. Those
+    use rfind, not `in`: CPython's forward search skips poorly over digits (bloom-filter
+    collisions of 't'/'u' with '4'/'5'), about 4x slower on a body full of numbers."""
+    maybe_true = raw_body.find(b"r") >= 0 and raw_body.rfind(b"true") >= 0
+    return maybe_true or (raw_body.find(b"f") >= 0 and raw_body.rfind(b"false") >= 0)
+
+
 _I64_MIN = -(2**63)
 _U64_MAX = 2**64 - 1
 _INVALID_VALUE = "Invalid value."

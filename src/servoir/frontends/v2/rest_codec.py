@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from servoir.errors import invalid_argument
+from servoir.frontends.rest.json_body import may_hold_bools
 from servoir.frontends.v2 import params as p
 from servoir.frontends.v2.api import InferRequest, InferResponse, InputTensor, output_datatype
 from servoir.frontends.v2.datatypes import check_datatype
@@ -52,7 +53,8 @@ def decode_infer(
     doc = _object(view[:json_end], "the inference request")
     raw_tail = view[json_end:]
     params = _params(doc.get("parameters"), "request")
-    inputs, used = _inputs(doc.get("inputs"), raw_tail)
+    bools = may_hold_bools(body if json_end == len(body) else body[:json_end])
+    inputs, used = _inputs(doc.get("inputs"), raw_tail, bools)
     if used != len(raw_tail):
         raise invalid_argument(
             f"the inputs' binary_data_size add up to {used} bytes but the body carries "
@@ -100,8 +102,9 @@ def _params(value: object, where: str) -> dict[str, Any]:
     return value
 
 
-def _inputs(value: object, raw: memoryview) -> tuple[list[InputTensor], int]:
-    """The decoded inputs and how many bytes of `raw` they used."""
+def _inputs(value: object, raw: memoryview, bools: bool) -> tuple[list[InputTensor], int]:
+    """The decoded inputs and how many bytes of `raw` they used. `bools`: the JSON may hold
+    true/false somewhere."""
     if not isinstance(value, list):
         raise invalid_argument("'inputs' must be a list of tensors")
     inputs: list[InputTensor] = []
@@ -131,7 +134,7 @@ def _inputs(value: object, raw: memoryview) -> tuple[list[InputTensor], int]:
             offset += size
             array = from_raw(name, datatype, shape, chunk)
         elif "data" in item:
-            array = from_values(name, datatype, shape, item["data"])
+            array = from_values(name, datatype, shape, item["data"], json_bools=bools)
         else:
             raise invalid_argument(f"input '{name}' has neither 'data' nor binary_data_size")
         inputs.append(InputTensor(name, datatype, array))

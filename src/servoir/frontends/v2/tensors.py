@@ -121,11 +121,16 @@ _ACCEPTED = MappingProxyType({"f": "fiu", "i": "iu", "u": "iu", "b": "b"})
 _WANTED = MappingProxyType({"f": "numbers", "i": "integers", "u": "integers", "b": "true or false"})
 
 
-def from_values(tensor: str, datatype: str, shape: tuple[int, ...], values: Any) -> Array:
-    """Flat or nested values (row-major) of one tensor."""
+def from_values(
+    tensor: str, datatype: str, shape: tuple[int, ...], values: Any, *, json_bools: bool = False
+) -> Array:
+    """Flat or nested values (row-major) of one tensor. `json_bools`: the JSON they came from
+    may hold true/false, which numpy would read among numbers as 1/0."""
     count = math.prod(shape)
     if datatype == "BYTES":
         return _bytes_from_values(tensor, shape, count, values)
+    if json_bools and datatype != "BOOL" and _holds_bool(values):
+        raise _wrong_values(tensor, datatype, numpy_dtype(datatype))
     try:
         inferred = np.asarray(values)
     except (ValueError, TypeError):
@@ -146,6 +151,16 @@ def from_values(tensor: str, datatype: str, shape: tuple[int, ...], values: Any)
                 f"input '{tensor}': a value is out of range for {datatype} [{info.min}, {info.max}]"
             )
     return inferred.astype(dtype, copy=False).reshape(shape)
+
+
+def _holds_bool(values: Any) -> bool:
+    if isinstance(values, list) and not (values and isinstance(values[0], list)):
+        return any(v is True or v is False for v in values)  # flat data, the common case
+    try:
+        items = np.asarray(values, dtype=object).ravel().tolist()
+    except ValueError:
+        return False  # not rectangular: refused later, with that reason
+    return any(v is True or v is False for v in items)
 
 
 def _wrong_values(tensor: str, datatype: str, dtype: np.dtype[np.generic]) -> ServingError:
