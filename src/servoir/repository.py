@@ -118,6 +118,9 @@ class Repository:
             touched = {n for n, c in new.items() if n not in old or _differs(old[n], c)}
             # A label that cannot become valid refuses the reload before anything changes.
             self._check_labels(configs, lambda c: self._reachable(c, c.name in touched))
+            for config in configs:
+                if config.name not in self._disabled:
+                    self._manager.propose_labels(config.name, config.labels)
             removed = set(old) - set(new)
             self._configs = new
             for listener in self._config_listeners:
@@ -128,7 +131,12 @@ class Repository:
                 self._manager.remove_model(name)
             await self._settle(touched)
             failures = self._failures(touched)
-            self._apply_labels(configs)
+            try:
+                self._apply_labels(configs)
+            except ServingError:
+                for config in configs:  # the labels stay as they were
+                    self._manager.propose_labels(config.name, None)
+                raise
         if failures:
             raise ServingError(
                 Code.UNKNOWN,

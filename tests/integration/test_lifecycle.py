@@ -365,3 +365,25 @@ def test_a_refused_config_file_is_tried_again_at_the_next_polls(
     server.wait_until(lambda: manager.labels("a") == {"stable": 1, "canary": 2})
     r = httpx.post(server.rest_url + "/v1/models/a/labels/canary:predict", json=ONE)
     assert r.json()["predictions"][0]["y"] == [2.0, 2.0]
+
+
+def test_a_label_moves_before_the_version_it_left_unloads(
+    tmp_path: Path, server_factory: Callable[..., RunningServer]
+) -> None:
+    scale_model(tmp_path / "a" / "1", 1.0)
+    scale_model(tmp_path / "a" / "2", 2.0)
+    before = ModelConfig("a", tmp_path / "a", policy=All(), labels={"stable": 1})
+    server = server_factory([before])
+    assert server.server is not None
+    repository = server.server.repository
+    url = server.rest_url + "/v1/models/a/labels/stable:predict"
+    with ClosedLoop(url, ONE) as load:
+        load.wait_for_count(20)
+        # One reload moves the label to 2 and drops version 1 (latest only).
+        server.run(repository.apply([ModelConfig("a", tmp_path / "a", labels={"stable": 2})]))
+        wait_states(server, "a", {2: State.AVAILABLE, 1: State.END})
+        load.wait_for_count(20)
+        server.run(repository.apply([before]))  # and back: 1 loads again, the label follows
+        wait_states(server, "a", {2: State.AVAILABLE, 1: State.AVAILABLE})
+        load.wait_for(lambda outcomes: factor(outcomes[-1]) == 1.0)
+    assert load.failures() == []

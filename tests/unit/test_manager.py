@@ -141,6 +141,24 @@ def test_a_version_unloaded_twice_is_listed_once() -> None:
     run(test)
 
 
+def test_proposed_labels_move_together_once_their_versions_are_available() -> None:
+    async def test(manager: Manager) -> None:
+        aspire(manager, FakeLoader(1))
+        await manager.wait_until(lambda: states(manager) == {1: State.AVAILABLE})
+        manager.set_labels("m", {"stable": 1})
+        gated = FakeLoader(2, gated=True)
+        aspire(manager, FakeLoader(1), gated)
+        manager.propose_labels("m", {"stable": 2, "canary": 2})
+        assert manager.labels("m") == {"stable": 1}  # 2 is still loading
+        gated.gate.set()
+        await manager.wait_until(lambda: manager.labels("m") == {"stable": 2, "canary": 2})
+        manager.propose_labels("m", {"stable": 7})
+        manager.propose_labels("m", None)  # withdrawn: a refused reload
+        assert manager.labels("m") == {"stable": 2, "canary": 2}
+
+    run(test)
+
+
 def test_stop_unloads_everything() -> None:
     async def test(manager: Manager) -> None:
         loader = FakeLoader(1)

@@ -61,6 +61,8 @@ class _Model:
     versions: dict[int, Harness] = field(default_factory=dict)
     history: deque[VersionStatus] = field(default_factory=deque)
     labels: dict[str, int] = field(default_factory=dict)
+    # A reload's labels, taken as soon as every version they name is AVAILABLE.
+    proposed: dict[str, int] | None = None
     error: str | None = None  # why the source cannot list this model's versions
     removed: bool = False  # no longer configured; kept only for its status history
 
@@ -106,7 +108,18 @@ class Manager:
         self._reconcile(name)
 
     def set_labels(self, name: str, labels: Mapping[str, int]) -> None:
-        self._models.setdefault(name, _Model()).labels = dict(labels)
+        model = self._models.setdefault(name, _Model())
+        model.labels = dict(labels)
+        model.proposed = None
+        self._publish()
+
+    def propose_labels(self, name: str, labels: Mapping[str, int] | None) -> None:
+        """Labels that replace the model's all at once, the moment every version they name is
+        AVAILABLE: a reload that moves a label and drops its old version moves the label
+        before that version unloads (the old one leaves only once the new is AVAILABLE).
+        None withdraws a proposal (a refused reload keeps the labels it found)."""
+        model = self._models.setdefault(name, _Model())
+        model.proposed = None if labels is None else dict(labels)
         self._publish()
 
     def set_model_error(self, name: str, error: str | None) -> None:
@@ -125,6 +138,7 @@ class Manager:
         model = self._models[name]
         model.removed = True
         model.labels = {}
+        model.proposed = None
         model.error = None
         self._publish()
 
@@ -287,6 +301,9 @@ class Manager:
         models = {}
         for name, model in self._models.items():
             available = {v: h for v, h in model.versions.items() if h.state is State.AVAILABLE}
+            proposed = model.proposed
+            if proposed is not None and all(v in available for v in proposed.values()):
+                model.labels, model.proposed = proposed, None
             models[name] = build_entry(available, model.labels)
         self._map = ServingMap(models)
         # Label moves and removals change what waiters see without any transition.
