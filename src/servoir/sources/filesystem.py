@@ -84,10 +84,10 @@ class FileSystemSource:
         """The versions `model`'s policy picks among its version directories now, finished or
         not: what it may serve once they load."""
         try:
-            children = [e.name for e in os.scandir(model.base_path) if e.is_dir()]
+            present = _version_dirs(model.base_path)
         except OSError:
             return set()
-        return set(aspired_versions(model.policy, discover_versions(children)))
+        return set(aspired_versions(model.policy, present))
 
     def poll_once(self, names: Collection[str] | None = None) -> None:
         """Scan every watched model, or only those named."""
@@ -97,7 +97,7 @@ class FileSystemSource:
 
     def _scan(self, model: ModelSource) -> None:
         try:
-            children = [e.name for e in os.scandir(model.base_path) if e.is_dir()]
+            present = _version_dirs(model.base_path)
         except OSError as e:
             message = (
                 f"Could not find base path {model.base_path} for servable {model.name} "
@@ -106,7 +106,6 @@ class FileSystemSource:
             log.error("%s", message)
             self._on_error(model, message)
             return
-        present = discover_versions(children)
         if not present:
             log.warning(
                 "No versions of servable %s found under base path %s. Did you forget to "
@@ -142,3 +141,8 @@ class FileSystemSource:
             ]
         self._emitted[model.name] = wanted
         self._on_aspired(model, wanted)
+
+
+def _version_dirs(base_path: Path) -> dict[int, str]:
+    """version -> directory name under `base_path` (OSError when it cannot be listed)."""
+    return discover_versions(e.name for e in os.scandir(base_path) if e.is_dir())
